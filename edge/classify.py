@@ -1,0 +1,63 @@
+"""Classify a video file offline: the live pipeline's engine on a file, 5 fps by timestamp."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+
+from edge.capture.opencv import OpenCVSource
+from edge.config import ModelConfig
+from edge.engine import Engine
+from edge.model import softmax
+from edge.sampler import FrameSampler
+
+logger = logging.getLogger(__name__)
+
+
+def classify_file(video: str, cfg: ModelConfig, top: int = 5, every: float | None = None,
+                  engine: Engine | None = None) -> dict:
+    """Run a file through the engine; the final top-k and a timeline of the running top-1."""
+    engine = engine or Engine(cfg)
+    engine.reset()
+    src = OpenCVSource.file(video, paced=False)
+    frames = 0
+    timeline = []
+    next_mark = every if every else None
+    logits = None
+    with src:
+        for frame in src.sampled(FrameSampler(engine.fps).accept):
+            logits = engine.step(frame.pixels)
+            frames += 1
+            if next_mark is not None and frame.t + 1e-6 >= next_mark:
+                best = engine.top(softmax(logits), 1)[0]
+                timeline.append({"t": round(frame.t, 2), **best.as_dict()})
+                while next_mark <= frame.t + 1e-6:
+                    next_mark += every
+    if logits is None:
+        from edge.errors import EdgeError
+
+        raise EdgeError(f"video file {video} has no decodable frames")
+    probs = softmax(logits)
+    return {
+        "video": str(video),
+        "model": engine.describe(),
+        "frames": frames,
+        "top": [s.as_dict() for s in engine.top(probs, top)],
+        "timeline": timeline,
+    }
+
+
+def format_result(result: dict) -> str:
+    lines = [f"{Path(result['video']).name}: {result['frames']} frames at 5 fps, model {result['model']}"]
+    if result["timeline"]:
+        lines.append("timeline (running top-1):")
+        lines += [f"  {p['t']:7.1f}s  {p['score']:.3f}  {p['label']}" for p in result["timeline"]]
+        lines.append("top:")
+    width = max(len(p["label"]) for p in result["top"])
+    for p in result["top"]:
+        bar = "#" * int(round(p["score"] * 30))
+        lines.append(f"  {p['score']:.3f}  {p['label']:<{width}}  {bar}")
+    return "\n".join(lines)
+
+

@@ -1,0 +1,297 @@
+"""The config schema, declared once: pydantic models with ``extra="forbid"``.
+
+A typo in config.yaml is an error naming its key path (``sinks[1].pin: ...``),
+never a silently ignored key. Values the model itself defines (input size,
+number of classes, state tensors) are read from the .tflite file, not configured
+here. ``edge config schema`` exports the JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from edge.errors import EdgeError
+
+BUILTIN_SINKS = ("log", "overlay", "gpio", "clip")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class ModelConfig(Section):
+    name: str = Field("a0", description="a0, a1 or a2 (installed with `edge models fetch`), or a path to a MoViNet-style stream .tflite")
+    labels: str | None = Field(None, description="label file (one class a line, in logit order); default: the model's own label file")
+    threads: int = Field(1, ge=1, le=8, description="interpreter CPU threads; 1 leaves the other cores to capture and sinks")
+    fps: float = Field(5.0, gt=0, le=30, description="frames a second fed to the model; MoViNet stream models are trained at 5")
+    preprocess: Literal["resize", "center-crop"] = Field(
+        "resize", description="resize: squash the whole frame to the model input; center-crop: crop the centre square first")
+    state_policy: Literal["cumulative", "capped", "windowed"] = Field(
+        "capped", description="how the model forgets: capped = moving average over the last cap_frames frames (cheap); "
+        "windowed = two streams reset every window_seconds (twice the compute); cumulative = never forget")
+    cap_frames: int = Field(25, ge=1, le=10000, description="capped policy: frames the head averages over (25 = 5 s at 5 fps)")
+    window_seconds: float = Field(8.0, gt=0, le=3600, description="windowed policy: each stream is reset every this many seconds")
+    ensemble: list[str] = Field(
+        default_factory=list,
+        description="temporal ensemble: two or more models (names or paths), each fed every other frame, logits averaged; "
+        "empty = just `name`")
+
+    @field_validator("ensemble")
+    @classmethod
+    def _ensemble_size(cls, value: list[str]) -> list[str]:
+        if len(value) == 1:
+            raise ValueError("needs at least two models (or leave it empty to use `name` alone)")
+        return value
+
+    @classmethod
+    def from_cli(cls, data: dict[str, Any]) -> ModelConfig:
+        try:
+            return cls(**data)
+        except ValidationError as err:
+            raise EdgeError(format_errors(err, prefix="--")) from None
+
+
+# --------------------------------------------------------------------------- source
+
+
+class SourceConfig(Section):
+    kind: Literal["auto", "picamera2", "v4l2", "file", "rtsp"] = Field(
+        "auto", description="auto: picamera2 if a camera is present, else the first V4L2 device")
+    spec: str | None = Field(None, description="file: a path; v4l2: a device index or /dev/videoN; rtsp: the URL")
+    width: int = Field(640, ge=16, le=4096, description="capture width (cameras)")
+    height: int = Field(480, ge=16, le=4096, description="capture height (cameras)")
+    fps: float = Field(15.0, gt=0, le=120, description="capture frame rate asked of the camera; the model samples 5 fps of it")
+    loop: bool = Field(False, description="file: start again at the end instead of stopping")
+    ring_seconds: float = Field(6.0, gt=0, le=120, description="seconds of frames kept in memory (pre-event clips come from here)")
+    reopen_min_seconds: float = Field(1.0, gt=0, le=60, description="first wait before reopening a camera that stopped")
+    reopen_max_seconds: float = Field(30.0, gt=0, le=600, description="longest wait between reopen attempts")
+    stall_seconds: float = Field(5.0, gt=0, le=600, description="no new frame (or identical frames) this long = the camera stalled: reopen it")
+    gap_reset_seconds: float = Field(2.0, gt=0, le=600, description="a gap in frames longer than this resets the model state")
+
+
+# --------------------------------------------------------------------------- smoothing and rules
+
+
+class SmoothingConfig(Section):
+    method: Literal["ema", "window", "none"] = Field("ema", description="ema: exponential moving average; window: mean of the last `window` predictions")
+    alpha: float = Field(0.4, gt=0, le=1, description="ema: weight of the newest prediction")
+    window: int = Field(5, ge=1, le=300, description="window: predictions averaged")
+
+
+class WatchRule(Section):
+    name: str = Field(..., min_length=1, description="the event's name in logs, overlays and sink configs")
+    labels: list[str] = Field(..., min_length=1, description="model labels whose smoothed scores are summed into this rule's score")
+    enter: float = Field(0.5, gt=0, le=1, description="score at or above which the event starts")
+    exit: float = Field(0.3, ge=0, le=1, description="score below which the event ends (hysteresis; <= enter)")
+    min_duration: float = Field(0.0, ge=0, le=3600, description="seconds the score must stay above enter before the event starts")
+    cooldown: float = Field(0.0, ge=0, le=86400, description="seconds after an event ends before the same rule can start again")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _one_label(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> WatchRule:
+        if self.exit > self.enter:
+            raise ValueError(f"exit ({self.exit}) must be <= enter ({self.enter})")
+        return self
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+class SinkBase(Section):
+    queue: int = Field(64, ge=1, le=10000, description="predictions buffered for this sink before the oldest are dropped")
+
+
+class LogSinkConfig(SinkBase):
+    type: Literal["log"] = "log"
+    path: str = Field("edge.jsonl", description="JSONL file; relative paths are under $LOGS_DIRECTORY (systemd) or the current folder")
+    prediction_every: float = Field(1.0, ge=0, le=3600, description="seconds between prediction lines (0 = every prediction); events are always written")
+    top: int = Field(3, ge=1, le=20, description="labels per prediction line")
+    max_mb: float = Field(20.0, gt=0, le=10000, description="rotate the file at this size")
+    keep: int = Field(5, ge=0, le=1000, description="rotated files kept (edge.jsonl.1 ...)")
+
+
+class OverlaySinkConfig(SinkBase):
+    type: Literal["overlay"] = "overlay"
+    display: Literal["auto", "drm", "fbdev", "snapshot"] = Field(
+        "auto", description="drm: picamera2 preview overlay; fbdev: write to a framebuffer; snapshot: JPEG every snapshot_every s")
+    fb_device: str = Field("/dev/fb0", description="fbdev: the framebuffer device")
+    snapshot_path: str = Field("snapshot.jpg", description="snapshot: JPEG path; relative paths are under $STATE_DIRECTORY or the current folder")
+    snapshot_every: float = Field(5.0, gt=0, le=3600, description="snapshot: seconds between JPEGs")
+    top: int = Field(3, ge=1, le=10, description="labels drawn with bars")
+
+
+class GpioSinkConfig(SinkBase):
+    type: Literal["gpio"] = "gpio"
+    pin: int = Field(..., ge=0, le=27, description="BCM pin number")
+    rule: str = Field(..., description="the watch rule that drives this pin")
+    device: Literal["output", "led", "buzzer"] = Field("output", description="gpiozero device class: OutputDevice, LED or Buzzer")
+    mode: Literal["on", "pulse", "blink"] = Field("on", description="on: while the event is active; pulse: pulse_seconds at start; blink: while active")
+    pulse_seconds: float = Field(1.0, gt=0, le=3600, description="pulse: how long the pin is on")
+    blink_on: float = Field(0.5, gt=0, le=60, description="blink: seconds on")
+    blink_off: float = Field(0.5, gt=0, le=60, description="blink: seconds off")
+    active_high: bool = Field(True, description="false when the load is on with the pin low")
+
+
+class ClipSinkConfig(SinkBase):
+    type: Literal["clip"] = "clip"
+    dir: str = Field("clips", description="folder for MP4 clips; relative paths are under $STATE_DIRECTORY or the current folder")
+    rules: list[str] = Field(default_factory=list, description="rules that save clips (empty = all)")
+    pre_seconds: float = Field(3.0, ge=0, le=60, description="seconds before the event start (from the ring; <= source.ring_seconds)")
+    post_seconds: float = Field(5.0, ge=0, le=600, description="seconds after the event start")
+    max_files: int = Field(50, ge=1, le=100000, description="oldest clips deleted beyond this many")
+    max_mb: float = Field(500.0, gt=0, le=1000000, description="oldest clips deleted beyond this total size")
+
+
+class PluginSinkConfig(BaseModel):
+    """A third-party sink from the ``edge.sinks`` entry-point group; it validates its own options."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    queue: int = Field(64, ge=1, le=10000)
+
+
+def _sink_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in BUILTIN_SINKS else "plugin"
+
+
+SinkConfig = Annotated[
+    Union[
+        Annotated[LogSinkConfig, Tag("log")],
+        Annotated[OverlaySinkConfig, Tag("overlay")],
+        Annotated[GpioSinkConfig, Tag("gpio")],
+        Annotated[ClipSinkConfig, Tag("clip")],
+        Annotated[PluginSinkConfig, Tag("plugin")],
+    ],
+    Discriminator(_sink_tag),
+]
+
+
+# --------------------------------------------------------------------------- status and top level
+
+
+class StatusConfig(Section):
+    path: str | None = Field(None, description="status.json path; default $RUNTIME_DIRECTORY/status.json, /run/edge/status.json or the user runtime dir")
+    interval: float = Field(1.0, gt=0, le=60, description="seconds between status.json updates")
+    stats_every: float = Field(60.0, gt=0, le=86400, description="seconds between stats lines in the journal")
+
+
+class Config(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
+    watch: list[WatchRule] = Field(default_factory=list, description="rules that turn smoothed scores into events")
+    sinks: list[SinkConfig] = Field(default_factory=lambda: [LogSinkConfig()], description="where predictions and events go")
+    status: StatusConfig = Field(default_factory=StatusConfig)
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> Config:
+        names = [rule.name for rule in self.watch]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"watch: rule names must be unique, repeated: {', '.join(dupes)}")
+        for i, sink in enumerate(self.sinks):
+            wanted = [sink.rule] if isinstance(sink, GpioSinkConfig) else getattr(sink, "rules", []) or []
+            for rule in wanted:
+                if rule not in names:
+                    known = ", ".join(names) or "none defined"
+                    raise ValueError(f"sinks[{i}]: unknown watch rule {rule!r} (rules: {known})")
+        return self
+
+
+# --------------------------------------------------------------------------- loading and errors
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in BUILTIN_SINKS + ("plugin",) and out.endswith("]"):
+            continue  # the discriminator tag pydantic adds to union paths
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def format_errors(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``key.path: message``."""
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = _loc(tuple(e["loc"]))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (typo?); see `edge config schema` for the valid keys"
+        elif e["type"] == "literal_error":
+            msg = msg.replace("Input should be", "must be")
+        elif "greater_than" in e["type"] or "less_than" in e["type"]:
+            msg = msg.replace("Input should be", "must be")
+        where = f"{prefix}{loc.replace('_', '-')}" if prefix else loc
+        lines.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(lines)
+
+
+def parse(data: Any, source: str = "config") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EdgeError(f"{source}: the top level must be a mapping of sections (model:, source:, ...)")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise EdgeError(f"{source}: {format_errors(err)}") from None
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; every problem is an EdgeError naming the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EdgeError(f"config file {path} does not exist: create it (copy config.yaml from the repo) or pass -c FILE") from None
+    except OSError as err:
+        raise EdgeError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise EdgeError(f"{path}:{where}: not valid YAML ({problem})") from None
+    return parse(data, str(path))
+
+
+def default_path() -> Path:
+    """Where the config is looked for when -c is not given."""
+    env = os.environ.get("EDGE_CONFIG")
+    if env:
+        return Path(env)
+    system = Path("/etc/edge/config.yaml")
+    if system.exists():
+        return system
+    return Path("config.yaml")
+
+
+def json_schema() -> dict[str, Any]:
+    return Config.model_json_schema()
