@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from edge import __version__
 from edge.errors import EdgeError
@@ -102,10 +103,179 @@ def _engine_settings(args: argparse.Namespace):
     return ModelConfig.from_cli(data)
 
 
+# --------------------------------------------------------------------------- models
+
+
+def add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list, fetch and verify the MoViNet models")
+    actions = p.add_subparsers(dest="models_action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="the known models: input size, installed, sha256 status")
+    f = actions.add_parser("fetch", help="download models (a model brings its label file along)")
+    f.add_argument("names", nargs="+", metavar="NAME", help="a0, a1, a2, labels or all")
+    f.add_argument("--from", dest="source", metavar="DIR",
+                   help="copy the files from a local folder instead of downloading (sha256 still checked)")
+    f.add_argument("--force", action="store_true", help="replace files that are already installed")
+    actions.add_parser("verify", help="check installed files against their sha256 (exit 1 on a mismatch)")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from edge import models
+
+    folder = models.model_dir()
+    if args.models_action == "fetch":
+        if args.source:
+            names = None if "all" in args.names else args.names
+            models.install_from(args.source, folder, names, force=args.force)
+        else:
+            models.fetch(args.names, folder, force=args.force)
+        return 0
+    rows = models.verify(folder)
+    print(models.format_rows(rows, folder))
+    if args.models_action == "verify":
+        bad = [r.name for r in rows if r.status == "mismatch"]
+        if bad:
+            print(f"sha256 mismatch: {', '.join(bad)}: run \"edge models fetch {' '.join(bad)} --force\"",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+# --------------------------------------------------------------------------- run and config
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the daemon until stopped (camera, file or stream -> sinks)")
+    p.add_argument("-c", "--config", default=None, help="config file (default: $EDGE_CONFIG, /etc/edge/config.yaml, ./config.yaml)")
+    p.add_argument("--source", default=None,
+                   help="override source: a video file, a device (0, /dev/video0), an rtsp:// URL, picamera2 or auto")
+    p.add_argument("--fast", action="store_true", help="file sources: as fast as the pipeline takes frames, not real time")
+    p.add_argument("--log", default=None, metavar="PATH", help="write the JSONL log here (handy for a dry run)")
+    p.set_defaults(func=cmd_run)
+
+
+def _config_file(path: str | None):
+    from edge import config
+
+    return Path(path) if path else config.default_path()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge import config
+    from edge.daemon import Daemon, Overrides
+
+    path = _config_file(args.config)
+    if path.exists() or args.config:
+        cfg = config.load(path)
+    else:
+        logger.warning("no config file at %s: running with the defaults", path)
+        cfg, path = config.Config(), None
+    daemon = Daemon(cfg, Overrides(source=args.source, fast=args.fast, log=args.log), config_path=path)
+    return daemon.run()
+
+
+def add_check_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 2 invalid)")
+    p.add_argument("-c", "--config", default=None, help="config file (default: as for run)")
+    p.set_defaults(func=cmd_check_config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from edge import config
+
+    path = _config_file(args.config)
+    cfg = config.load(path)
+    rules = ", ".join(r.name for r in cfg.watch) or "none"
+    sinks = ", ".join(s.type for s in cfg.sinks) or "none"
+    print(f"{path}: ok (model {cfg.model.name}, source {cfg.source.kind}, rules: {rules}, sinks: {sinks})")
+    return 0
+
+
+def add_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="config helpers: `edge config schema` prints the JSON Schema")
+    p.add_argument("what", choices=["schema"], help="schema: the JSON Schema of config.yaml (for editors)")
+    p.set_defaults(func=cmd_config)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import json
+
+    from edge import config
+
+    print(json.dumps(config.json_schema(), indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- status and tail
+
+
+def add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show the running daemon's status")
+    p.add_argument("--json", action="store_true", help="print status.json as it is")
+    p.add_argument("--file", default=None, help="status file (default: found under /run/edge or the runtime dir)")
+    p.set_defaults(func=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from edge.service import find_status
+    from edge.status import format_status
+
+    path = find_status(args.file)
+    if path is None or not path.exists():
+        raise EdgeError("no status file found (is the daemon running? `systemctl status edge`): "
+                        "pass --file if status.path is set in the config")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise EdgeError(f"cannot read status file {path}: {err}") from None
+    if args.json:
+        print(json.dumps(data, indent=1))
+    else:
+        print(format_status(data, path))
+    return 0
+
+
+def add_tail(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tail", help="follow the JSONL log (events and predictions)")
+    p.add_argument("-c", "--config", default=None, help="config file whose log sink to follow")
+    p.add_argument("--file", default=None, help="log file to follow (default: the config's log sink)")
+    p.add_argument("-n", "--lines", type=int, default=10, help="lines of history first (default 10)")
+    p.add_argument("--events", action="store_true", help="only event lines")
+    p.add_argument("--raw", action="store_true", help="print the JSON lines as they are")
+    p.add_argument("--no-follow", action="store_true", help="print and exit")
+    p.set_defaults(func=cmd_tail)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from edge.status import log_path_from_config, tail
+
+    path = Path(args.file) if args.file else log_path_from_config(_config_file(args.config))
+    return tail(path, lines=args.lines, follow=not args.no_follow, events_only=args.events, raw=args.raw)
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check the install and this board for known problems, with the fix for each")
+    p.add_argument("--json", action="store_true", help="print the checks as a JSON list")
+    p.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from edge import doctor
+
+    results = doctor.run()
+    print(doctor.format_json(results) if args.json else doctor.format_checks(results))
+    return doctor.exit_code(results)
+
+
 # --------------------------------------------------------------------------- main
 
 
-COMMANDS = [add_classify]
+COMMANDS = [add_run, add_classify, add_check_config, add_config, add_status, add_tail, add_models, add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,7 +46,7 @@ class ModelConfig(Section):
     state_policy: Literal["cumulative", "capped", "windowed"] = Field(
         "capped", description="how the model forgets: capped = moving average over the last cap_frames frames (cheap); "
         "windowed = two streams reset every window_seconds (twice the compute); cumulative = never forget")
-    cap_frames: int = Field(25, ge=1, le=10000, description="capped policy: frames the head averages over (25 = 5 s at 5 fps)")
+    cap_frames: int = Field(25, ge=1, le=10000, description="capped policy: the head averages over the last N to 2N frames (25 = 5 to 10 s at 5 fps)")
     window_seconds: float = Field(8.0, gt=0, le=3600, description="windowed policy: each stream is reset every this many seconds")
     ensemble: list[str] = Field(
         default_factory=list,
@@ -272,13 +272,15 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise EdgeError(f"config file {path} does not exist: create it (copy config.yaml from the repo) or pass -c FILE") from None
     except OSError as err:
         raise EdgeError(f"cannot read config file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise EdgeError(f"cannot read config file {path}: not UTF-8 text (save it as UTF-8)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise EdgeError(f"{path}:{where}: not valid YAML ({problem})") from None
+        raise EdgeError(f"{path}:{where} not valid YAML ({problem})") from None
     return parse(data, str(path))
 
 

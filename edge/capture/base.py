@@ -26,6 +26,7 @@ class Frame:
     pixels: np.ndarray  # (H, W, 3) uint8 RGB
     t: float  # seconds since the source started (for files: the container's PTS)
     seq: int
+    mono: float = 0.0  # time.monotonic() when the capture thread received it
 
 
 class SourceError(Exception):

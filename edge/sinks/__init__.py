@@ -1,0 +1,66 @@
+"""Sinks: where predictions and events go. A registry by config name, imported lazily.
+
+Built-in sinks are named in ``REGISTRY`` as ``"module:Class"`` and imported on
+first use, so a Pi without gpiozero never imports it. Third-party sinks
+register in the ``edge.sinks`` entry-point group under their config ``type``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+
+from edge.errors import EdgeError
+from edge.sinks.base import Prediction, Sink, SinkContext, SinkRunner
+
+logger = logging.getLogger(__name__)
+
+REGISTRY = {
+    "log": "edge.sinks.log:LogSink",
+    "overlay": "edge.sinks.overlay:OverlaySink",
+    "gpio": "edge.sinks.gpio:GpioSink",
+    "clip": "edge.sinks.clip:ClipSink",
+}
+ENTRY_POINT_GROUP = "edge.sinks"
+
+
+def _plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known() -> list[str]:
+    return sorted(set(REGISTRY) | set(_plugins()))
+
+
+def sink_class(kind: str) -> type[Sink]:
+    """The Sink class for a config ``type``; an unknown name lists the known ones."""
+    if kind in REGISTRY:
+        module, _, cls = REGISTRY[kind].partition(":")
+        return getattr(importlib.import_module(module), cls)
+    plugins = _plugins()
+    if kind in plugins:
+        try:
+            return plugins[kind].load()
+        except Exception as err:  # a broken third-party package must not hide which one it is
+            raise EdgeError(f"sink plug-in {kind!r} ({plugins[kind].value}) failed to load: {err}") from None
+    raise EdgeError(f"unknown sink type {kind!r} (known: {', '.join(known())})")
+
+
+def build(cfg, ctx: SinkContext) -> SinkRunner:
+    """A started-later SinkRunner around the sink that ``cfg.type`` names."""
+    cls = sink_class(cfg.type)
+    options = getattr(cls, "Config", None)
+    if options is not None and not isinstance(cfg, options):
+        from pydantic import ValidationError
+
+        from edge.config import format_errors
+
+        try:
+            cfg = options.model_validate(cfg.model_dump())
+        except ValidationError as err:
+            raise EdgeError(f"sink {cfg.type}: {format_errors(err)}") from None
+    return SinkRunner(cls(cfg, ctx), queue_size=getattr(cfg, "queue", 64))
+
+
+__all__ = ["Prediction", "Sink", "SinkContext", "SinkRunner", "REGISTRY", "build", "known", "sink_class"]

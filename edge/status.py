@@ -1,0 +1,123 @@
+"""Reading the running daemon from a shell: ``edge status`` and ``edge tail``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.errors import EdgeError
+
+
+def _ago(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def format_status(d: dict[str, Any], path: Path | None = None) -> str:
+    age = time.time() - d.get("updated", 0)
+    src, model, drops = d.get("source", {}), d.get("model", {}), d.get("drops", {})
+    lines = []
+    stale = f"  (STALE: last update {_ago(age)} ago; is the daemon running?)" if age > 10 else ""
+    lines.append(f"edge pid {d.get('pid')}, up {_ago(d.get('uptime_s', 0))}, {'healthy' if d.get('healthy') else 'NOT HEALTHY'}{stale}")
+    lines.append(f"source   {src.get('name')} [{src.get('state')}] {src.get('fps', 0):.1f} fps in, "
+                 f"{src.get('frames', 0)} frames, {src.get('reopens', 0)} reopens")
+    lines.append(f"model    {model.get('name')} {model.get('fps', 0):.1f} fps, {model.get('inferences', 0)} inferences, "
+                 f"{model.get('resets', 0)} resets")
+    lines.append(f"drops    ring {drops.get('ring', 0)}, overrun {drops.get('overrun', 0)} "
+                 f"(subsampled to 5 fps: {drops.get('subsampled', 0)})")
+    lat = d.get("latency", {})
+    if lat:
+        parts = [f"{k} {v['p50_ms']:.1f}/{v['p95_ms']:.1f}" for k, v in lat.items()]
+        lines.append("latency  p50/p95 ms: " + ", ".join(parts))
+    top = d.get("top", [])
+    lines.append("top      " + ("; ".join(f"{t['label']} {t['score']:.2f}" for t in top) or "-"))
+    events = d.get("active_events", [])
+    lines.append("events   " + ("; ".join(f"{e['rule']} since {e['since']:.1f} s (peak {e['peak']:.2f})" for e in events)
+                              or "none active"))
+    for s in d.get("sinks", []):
+        extra = {k: v for k, v in s.items() if k not in ("sink", "ok", "last_error")}
+        flat = ", ".join(f"{k} {v}" for k, v in extra.items())
+        err = f"; last error: {s['last_error']}" if s.get("last_error") else ""
+        lines.append(f"sink     {s['sink']} [{'ok' if s.get('ok') else 'FAILING'}] {flat}{err}")
+    if d.get("last_error"):
+        lines.append(f"error    {d['last_error']}")
+    if path:
+        lines.append(f"(from {path})")
+    return "\n".join(lines)
+
+
+def log_path_from_config(config_path: Path) -> Path:
+    from edge import config
+    from edge.config import LogSinkConfig
+    from edge.sinks.base import SinkContext
+
+    cfg = config.load(config_path) if config_path.exists() else config.Config()
+    logs = [s for s in cfg.sinks if isinstance(s, LogSinkConfig)]
+    if not logs:
+        raise EdgeError(f"{config_path} has no log sink: pass --file PATH")
+    path = SinkContext.logs_path(logs[0].path)
+    if not path.is_absolute() and not path.exists() and Path("/var/log/edge", path.name).exists():
+        return Path("/var/log/edge", path.name)
+    return path
+
+
+def _format_line(line: str) -> str:
+    try:
+        d = json.loads(line)
+    except ValueError:
+        return line.rstrip("\n")
+    t = d.get("t")
+    when = (d.get("wall") or "")[11:19]
+    head = f"{when} {t:8.1f}s" if isinstance(t, (int, float)) else f"{when} {'':>9}"
+    kind = d.get("kind")
+    if kind == "event":
+        extra = f" duration {d.get('duration', 0):.1f} s peak {d.get('peak', 0):.2f}" if d.get("phase") == "end" else ""
+        return f"{head}  EVENT {d.get('label')} {d.get('phase')} score {d.get('score', 0):.2f}{extra}"
+    if kind == "prediction":
+        top = d.get("smoothed") or d.get("top") or []
+        return f"{head}  " + "; ".join(f"{p['label']} {p['score']:.2f}" for p in top[:3])
+    return f"{head}  {kind}: " + ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("t", "wall", "kind"))
+
+
+def tail(path: Path, lines: int = 10, follow: bool = True, events_only: bool = False, raw: bool = False,
+         out=sys.stdout, stop=None) -> int:
+    """Print the last ``lines`` lines, then follow the file across rotation until Ctrl-C."""
+    if not path.exists():
+        raise EdgeError(f"log file {path} does not exist yet (is the daemon running with a log sink?)")
+
+    def show(line: str) -> None:
+        if events_only and '"kind":"event"' not in line.replace(" ", ""):
+            return
+        print(line.rstrip("\n") if raw else _format_line(line), file=out, flush=True)
+
+    with open(path, encoding="utf-8", errors="replace") as f:
+        history = f.readlines()
+        for line in history[-lines:] if lines > 0 else []:
+            show(line)
+        if not follow:
+            return 0
+        inode = os.fstat(f.fileno()).st_ino
+        while stop is None or not stop():
+            line = f.readline()
+            if line:
+                show(line)
+                continue
+            time.sleep(0.25)
+            try:
+                if os.stat(path).st_ino != inode:  # rotated: follow the new file
+                    f.close()
+                    f = open(path, encoding="utf-8", errors="replace")
+                    inode = os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                pass
+    return 0
