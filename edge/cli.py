@@ -272,10 +272,37 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.exit_code(results)
 
 
+# --------------------------------------------------------------------------- bench
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark the pipeline stage by stage on a video file")
+    p.add_argument("--video", default=None, help="video to loop (default: a shared sample clip if present)")
+    p.add_argument("--frames", type=int, default=10000, help="model frames to run (default 10000)")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from edge.bench import default_video, format_bench, run_bench
+
+    video = args.video or default_video()
+    if video is None:
+        raise EdgeError("no video to benchmark on: pass --video FILE")
+    if args.frames < 10:
+        raise EdgeError("--frames must be at least 10")
+    result = run_bench(_engine_settings(args), video, frames=args.frames)
+    print(json.dumps(result) if args.json else format_bench(result))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
-COMMANDS = [add_run, add_classify, add_check_config, add_config, add_status, add_tail, add_models, add_doctor]
+COMMANDS = [add_run, add_classify, add_check_config, add_config, add_status, add_tail, add_bench, add_models, add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -129,6 +129,8 @@ class LogSinkConfig(SinkBase):
     top: int = Field(3, ge=1, le=20, description="labels per prediction line")
     max_mb: float = Field(20.0, gt=0, le=10000, description="rotate the file at this size")
     keep: int = Field(5, ge=0, le=1000, description="rotated files kept (edge.jsonl.1 ...)")
+    backlog: int = Field(1000, ge=0, le=100000, description="event lines kept in memory while the file is unwritable (disk full, read-only), written first when it is writable again")
+    retry_seconds: float = Field(5.0, ge=0, le=3600, description="while the file is unwritable, seconds between attempts to write it again")
 
 
 class OverlaySinkConfig(SinkBase):
@@ -145,7 +147,7 @@ class GpioSinkConfig(SinkBase):
     type: Literal["gpio"] = "gpio"
     pin: int = Field(..., ge=0, le=27, description="BCM pin number")
     rule: str = Field(..., description="the watch rule that drives this pin")
-    device: Literal["output", "led", "buzzer"] = Field("output", description="gpiozero device class: OutputDevice, LED or Buzzer")
+    device: Literal["output", "led", "buzzer"] = Field("output", description="gpiozero device class: output = DigitalOutputDevice (an OutputDevice that can blink, for a relay or transistor), LED or Buzzer")
     mode: Literal["on", "pulse", "blink"] = Field("on", description="on: while the event is active; pulse: pulse_seconds at start; blink: while active")
     pulse_seconds: float = Field(1.0, gt=0, le=3600, description="pulse: how long the pin is on")
     blink_on: float = Field(0.5, gt=0, le=60, description="blink: seconds on")
@@ -161,6 +163,9 @@ class ClipSinkConfig(SinkBase):
     post_seconds: float = Field(5.0, ge=0, le=600, description="seconds after the event start")
     max_files: int = Field(50, ge=1, le=100000, description="oldest clips deleted beyond this many")
     max_mb: float = Field(500.0, gt=0, le=1000000, description="oldest clips deleted beyond this total size")
+    max_seconds: float = Field(60.0, gt=0, le=3600, description="longest clip: a new event start during a clip extends it (to its start + post_seconds) up to this length")
+    min_free_mb: float = Field(100.0, ge=0, le=1000000, description="no clip is started, and one in progress is abandoned, when the disk has less free space than this")
+    codec: Literal["auto", "avc1", "mp4v"] = Field("auto", description="auto: H.264 (avc1) if this OpenCV can write it, else MPEG-4 Part 2 (mp4v)")
 
 
 class PluginSinkConfig(BaseModel):

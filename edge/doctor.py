@@ -162,13 +162,17 @@ def check_opencv(version: str | None = None) -> Check:
 
 
 def check_tflite_runtime_numpy(package: str | None = None, numpy: str | None = None) -> Check | None:
-    """tflite-runtime is built against numpy 1: under numpy 2 it dies with `_ARRAY_API not found`."""
+    """tflite-runtime is built against numpy 1: under numpy 2 it dies with `_ARRAY_API not found`.
+
+    A fail, not a warning: the module imports, but building an Interpreter
+    raises, so nothing can run (seen with tflite-runtime 2.14 and numpy 2.4).
+    """
     package = package if package is not None else interpreter()[0]
     numpy = numpy if numpy is not None else (dist_version("numpy") or module_version("numpy"))
     if package != TFLITE_RUNTIME or _major(numpy) < 2:
         return None
-    return Check(WARN, "tflite-runtime with numpy 2",
-                 f"numpy {numpy} crashes tflite-runtime on import (`_ARRAY_API not found`)",
+    return Check(FAIL, "tflite-runtime with numpy 2",
+                 f"numpy {numpy} crashes tflite-runtime when it loads a model (`_ARRAY_API not found`)",
                  f"pip install {LITERT} (works with numpy 2), or pin numpy: pip install 'numpy<2'")
 
 

@@ -549,7 +549,8 @@ def _download(entry: Entry, dst: Path, folder: Path, progress: bool, timeout: fl
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            bar = Progress(f"{entry.name}:", total) if progress else None
+            big = total is None or total >= 1_000_000  # no bar for a label file
+            bar = Progress(f"{entry.name}:", total) if progress and big else None
             sha, size = _copy(_Reader(resp), dst, folder, bar)
             if total is not None and size != total:
                 raise _CutOff(f"got {size} of {total} bytes")
@@ -603,7 +604,9 @@ def _extract(archive: Path, dst: Path, folder: Path, entry: Entry) -> tuple[str,
 
 
 def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+    if n >= 100_000:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n} bytes"
 
 
 def _say(out: TextIO | None, text: str) -> None:

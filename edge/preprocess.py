@@ -71,9 +71,8 @@ class Preprocessor:
             frame = frame[y0:y1, x0:x1]
         if frame.shape[0] == spec.height and frame.shape[1] == spec.width:
             return frame
-        shrinking = frame.shape[0] > spec.height and frame.shape[1] > spec.width
-        interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        return cv2.resize(frame, (spec.width, spec.height), interpolation=interp)
+        # bilinear, as the reference examples; INTER_AREA costs ~9x more here for no measured gain
+        return cv2.resize(frame, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
 
     def __call__(self, frame: np.ndarray, out: np.ndarray) -> None:
         small = self.fit(frame)
