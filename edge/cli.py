@@ -74,6 +74,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", choices=["resize", "center-crop"], default=None,
                    help="how a frame is fitted to the model input")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default 1)")
+    p.add_argument("--ensemble", default=None, metavar="M1,M2",
+                   help="temporal ensemble: two or more models (names or paths, comma-separated), each fed every "
+                        "other frame, logits averaged (replaces --model)")
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -100,6 +103,8 @@ def _engine_settings(args: argparse.Namespace):
         value = getattr(args, attr, None)
         if value is not None:
             data[key] = value
+    if getattr(args, "ensemble", None):
+        data["ensemble"] = [m.strip() for m in args.ensemble.split(",") if m.strip()]
     return ModelConfig.from_cli(data)
 
 

@@ -77,9 +77,9 @@ class SourceConfig(Section):
     spec: str | None = Field(None, description="file: a path; v4l2: a device index or /dev/videoN; rtsp: the URL")
     width: int = Field(640, ge=16, le=4096, description="capture width (cameras)")
     height: int = Field(480, ge=16, le=4096, description="capture height (cameras)")
-    fps: float = Field(15.0, gt=0, le=120, description="capture frame rate asked of the camera; the model samples 5 fps of it")
+    fps: float = Field(10.0, gt=0, le=120, description="capture frame rate asked of the camera; the model samples 5 fps of it")
     loop: bool = Field(False, description="file: start again at the end instead of stopping")
-    ring_seconds: float = Field(6.0, gt=0, le=120, description="seconds of frames kept in memory (pre-event clips come from here)")
+    ring_seconds: float = Field(4.0, gt=0, le=120, description="seconds of frames kept in memory (pre-event clips come from here)")
     reopen_min_seconds: float = Field(1.0, gt=0, le=60, description="first wait before reopening a camera that stopped")
     reopen_max_seconds: float = Field(30.0, gt=0, le=600, description="longest wait between reopen attempts")
     stall_seconds: float = Field(5.0, gt=0, le=600, description="no new frame (or identical frames) this long = the camera stalled: reopen it")
@@ -136,11 +136,14 @@ class LogSinkConfig(SinkBase):
 class OverlaySinkConfig(SinkBase):
     type: Literal["overlay"] = "overlay"
     display: Literal["auto", "drm", "fbdev", "snapshot"] = Field(
-        "auto", description="drm: picamera2 preview overlay; fbdev: write to a framebuffer; snapshot: JPEG every snapshot_every s")
+        "auto", description="drm: picamera2 preview overlay; fbdev: write to a framebuffer; snapshot: JPEG every snapshot_every s; auto: drm if a picamera2 camera is open, else fbdev if fb_device is writable, else snapshot")
     fb_device: str = Field("/dev/fb0", description="fbdev: the framebuffer device")
     snapshot_path: str = Field("snapshot.jpg", description="snapshot: JPEG path; relative paths are under $STATE_DIRECTORY or the current folder")
-    snapshot_every: float = Field(5.0, gt=0, le=3600, description="snapshot: seconds between JPEGs")
+    snapshot_every: float = Field(5.0, gt=0, le=3600, description="snapshot: seconds (wall clock) between JPEGs")
     top: int = Field(3, ge=1, le=10, description="labels drawn with bars")
+    max_fps: float = Field(10.0, gt=0, le=60, description="fbdev/drm: most screen updates per second (never more than one per prediction)")
+    jpeg_quality: int = Field(85, ge=10, le=100, description="snapshot: JPEG quality")
+    blank_on_close: bool = Field(True, description="fbdev: clear the screen when the sink closes, so a stale alert banner is not left showing")
 
 
 class GpioSinkConfig(SinkBase):

@@ -15,6 +15,11 @@ forget:
   the top-1 decays to noise within a minute; see benchmarks/state_policies.py);
 - ``windowed``: two streams, each reset every W frames, half a window apart;
   report the one with the longer history. Twice the compute.
+
+The temporal ensemble (MoViNet paper, section 3.4) is a policy made of policies:
+k stream models, each fed every k-th frame (model i sees frames i, i+k, ...),
+their latest logits averaged. Each member runs at fps/k, so the ensemble costs
+what one model at the full rate costs.
 """
 
 from __future__ import annotations
@@ -109,6 +114,48 @@ class WindowedPolicy:
 
     def describe(self) -> str:
         return f"windowed W={self.window} frames"
+
+
+class EnsemblePolicy:
+    """k member policies taking turns: frame j goes to member j mod k; the answer is the mean of
+    every member's latest logits (members that have seen no frame yet are left out).
+
+    Each member keeps its own state policy (capped, windowed ...), so its
+    ``cap_frames``/window are counted in the frames *it* sees: the caller scales
+    them by 1/k to keep the same seconds (see Engine).
+    """
+
+    name = "ensemble"
+
+    def __init__(self, members: list[Policy]) -> None:
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        self.members = list(members)
+        self.reset()
+
+    @property
+    def cost(self) -> float:
+        """Invokes per frame relative to one model: 1.0 for capped/cumulative members (each runs every k-th frame)."""
+        return sum(m.cost for m in self.members) / len(self.members)
+
+    def reset(self) -> None:
+        for m in self.members:
+            m.reset()
+        self._latest: list[np.ndarray | None] = [None] * len(self.members)
+        self._turn = 0
+        self.last = 0  # the member that took the last frame
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        i = self._turn
+        self._latest[i] = self.members[i].step(frame)
+        self.last = i
+        self._turn = (i + 1) % len(self.members)
+        seen = [x for x in self._latest if x is not None]
+        return np.mean(seen, axis=0, dtype=np.float32) if len(seen) > 1 else seen[0].copy()
+
+    def describe(self) -> str:
+        k = len(self.members)
+        return f"ensemble of {k}, each sees 1 frame in {k}: " + " + ".join(m.describe() for m in self.members)
 
 
 def make_policy(name: str, model: StreamModel, cap_frames: int, window_frames: int) -> Policy:

@@ -94,3 +94,194 @@ def shared_videos() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared test videos not found at {path}")
     return path
+
+
+# --------------------------------------------------------------------------- daemon tests: a recording sink, fake sources
+
+
+class RecordingSink:
+    """Stand-in for a plug-in sink: keeps every prediction; tests wait on it with a timeout (never sleep)."""
+
+    type = "record"
+
+    def __init__(self, cfg, ctx) -> None:
+        import threading
+
+        self.cfg, self.ctx = cfg, ctx
+        self.predictions: list = []
+        self.cond = threading.Condition()
+        self.started = self.closed = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def emit(self, prediction) -> None:
+        with self.cond:
+            self.predictions.append(prediction)
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def status(self) -> dict:
+        return {"received": len(self.predictions)}
+
+    def describe(self) -> str:
+        return "record"
+
+    def wait_for(self, condition, timeout: float = 10.0) -> bool:
+        """Wait until ``condition(predictions)`` holds; False on timeout."""
+        with self.cond:
+            return self.cond.wait_for(lambda: condition(self.predictions), timeout)
+
+    @property
+    def events(self) -> list:
+        with self.cond:
+            return [ev for p in self.predictions for ev in p.events]
+
+
+class _FakeEntryPoint:
+    def __init__(self, name: str, target) -> None:
+        self.name = name
+        self.value = f"tests.conftest:{getattr(target, '__name__', target)}"
+        self._target = target
+
+    def load(self):
+        if isinstance(self._target, Exception):
+            raise self._target
+        return self._target
+
+
+@pytest.fixture
+def plugin_sinks(monkeypatch):
+    """``plugin_sinks(name=cls_or_exception, ...)`` registers fake entry-point sinks in edge.sinks."""
+    import edge.sinks
+
+    def register(**targets):
+        eps = {name: _FakeEntryPoint(name, target) for name, target in targets.items()}
+        monkeypatch.setattr(edge.sinks, "_plugins", lambda: dict(eps))
+        return eps
+
+    return register
+
+
+@pytest.fixture
+def recorder(plugin_sinks):
+    """A ``type: record`` sink for daemon configs; ``recorder.sinks`` holds the ones built (newest last)."""
+    built: list[RecordingSink] = []
+
+    class Recorder(RecordingSink):
+        def __init__(self, cfg, ctx) -> None:
+            super().__init__(cfg, ctx)
+            built.append(self)
+
+    plugin_sinks(record=Recorder)
+
+    class Handle:
+        sinks = built
+
+        @property
+        def sink(self) -> RecordingSink:
+            assert built, "no record sink was built"
+            return built[-1]
+
+    return Handle()
+
+
+class FakeSource:
+    """A FrameSource from a list of (t, rgb) or exceptions; ``None`` ends it (or it ends when the list runs out).
+
+    ``realtime`` sources block on ``gate`` (a threading.Semaphore, if given) before each frame so
+    tests control when frames arrive; ``opened``/``closed`` count calls.
+    """
+
+    def __init__(self, items, *, realtime: bool = False, fps: float = 30.0, size: int = 8, name: str = "fake",
+                 gate=None, on_end=None, repeat_last: bool = False) -> None:
+        import threading
+
+        self.items = list(items)
+        self.realtime = realtime
+        self.fps = fps
+        self.size = size
+        self.name = name
+        self.gate = gate
+        self.on_end = on_end
+        self.repeat_last = repeat_last
+        self.opened = 0
+        self.closed = 0
+        self.reads = 0
+        self.open_errors: list[Exception] = []
+        self.lock = threading.Lock()
+        self._last = None
+
+    def open(self) -> None:
+        self.opened += 1
+        if self.open_errors:
+            raise self.open_errors.pop(0)
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def read(self):
+        from edge.capture.base import Frame
+
+        if self.gate is not None:
+            while not self.gate.acquire(timeout=0.05):
+                pass
+        with self.lock:
+            self.reads += 1
+            if not self.items:
+                if self.repeat_last and self._last is not None:
+                    t, rgb = self._last
+                    return Frame(solid_frame(rgb, self.size, self.size), t, self.reads)
+                if self.on_end is not None:
+                    self.on_end()
+                return None
+            item = self.items.pop(0)
+        if item is None:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        t, rgb = item
+        self._last = item
+        return Frame(solid_frame(rgb, self.size, self.size), t, self.reads)
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_model_path, tiny_labels_path):
+    """``tiny_config(**sections)``: a validated Config on the tiny fixture model, status in tmp, a record sink."""
+    from edge import config
+
+    def make(**sections):
+        data = {"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path)},
+                "sinks": [{"type": "record"}], "status": {"path": str(tmp_path / "status.json")}}
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return config.parse(data)
+
+    return make
+
+
+def write_video(path: Path, colour: tuple[int, int, int], seconds: float = 2.0, fps: float = 15.0,
+                size: tuple[int, int] = (64, 48)) -> Path:
+    """A video of one solid RGB colour (mp4v), ``seconds`` long at ``fps``."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened(), f"cannot write {path}"
+    bgr = solid_frame(colour[::-1], size[1], size[0])
+    for _ in range(int(round(seconds * fps))):
+        writer.write(bgr)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def make_video():
+    """``make_video(path, (255, 0, 0), seconds=2.0, fps=15.0)``: write a solid-colour mp4v clip, return its path."""
+    return write_video

@@ -64,6 +64,7 @@ class SinkContext:
     source_fps: Callable[[], float] = lambda: 0.0
     rules: list[str] = field(default_factory=list)
     frame_size: Callable[[], tuple[int, int] | None] = lambda: None  # (h, w) of the source frames
+    camera: Callable[[], Any] = lambda: None  # the open picamera2.Picamera2 (it changes when the source reopens), for the drm display
 
     @staticmethod
     def state_path(path: str) -> Path:
