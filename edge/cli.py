@@ -28,7 +28,7 @@ class _DropDelegateBanner(logging.Filter):
         return "XNNPACK delegate" not in record.getMessage()
 
 
-def setup_logging(verbose: bool = False) -> None:
+def setup_logging(verbose: bool = False, level: int = logging.INFO) -> None:
     """Configure logging once, for the CLI and the service.
 
     Under journald (``JOURNAL_STREAM`` set) timestamps are left to journald.
@@ -42,7 +42,7 @@ def setup_logging(verbose: bool = False) -> None:
     handler.addFilter(_DropDelegateBanner())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(logging.DEBUG if verbose else level)
     # The TFLite C++ runtime prints its own INFO lines on stderr; quieten them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    setup_logging(args.verbose)
+    # the daemon logs what it does; one-shot commands print their result and only warnings
+    setup_logging(args.verbose, logging.INFO if args.command in ("run", "models") else logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except EdgeError as err:

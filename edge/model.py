@@ -15,6 +15,7 @@ inside one method.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -81,6 +82,23 @@ def load_labels(path: str | os.PathLike[str] | None, count: int, model_path: str
     return labels
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 for a moment (native libraries write there, not to Python logging)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float32, copy=True)
     z -= z.max()
@@ -132,8 +150,9 @@ class StreamModel:
         if len(head) < 8 or head[4:8] != b"TFL3":
             raise EdgeError(f"model file {path} is not a TFLite model (no TFL3 header): re-download it with `edge models fetch`")
         try:
-            interp = self.backend.interpreter(model_path=str(path), num_threads=threads)
-            interp.allocate_tensors()
+            with _quiet_stderr():  # the C++ runtime prints "Created TensorFlow Lite XNNPACK delegate" there
+                interp = self.backend.interpreter(model_path=str(path), num_threads=threads)
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise EdgeError(f"model file {path} could not be loaded ({first}): it may be truncated or corrupt, "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 import types
 
 import numpy as np
@@ -329,36 +328,22 @@ def test_auto_source_without_picamera2_falls_back_or_explains(no_picamera2):
 # --------------------------------------------------------------------------- through the daemon
 
 
-def test_daemon_sees_red_when_the_camera_delivers_red(fake_picamera2, tmp_path, tiny_model_path, tiny_labels_path):
+def test_daemon_sees_red_when_the_camera_delivers_red(fake_picamera2, tiny_config, recorder):
     """Channel order is fixed in the source and nowhere else: BGR-in-memory red reaches the model as red."""
-    from edge import config
     from edge.daemon import Daemon
-    from edge.sinks.base import Sink, SinkRunner
 
-    fake_picamera2.frames = [(bgr(0, 0, 255, 8, 8), {"SensorTimestamp": 1_000_000_000 + k * 200_000_000})
+    fake_picamera2.frames = [(bgr(0, 0, 255 - k % 2, 16, 16), {"SensorTimestamp": 10**9 + k * 200_000_000})
                              for k in range(8)]
-    cfg = config.parse({"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path)},
-                        "source": {"kind": "picamera2", "width": 8, "height": 8, "fps": 5},
-                        "sinks": [], "status": {"path": str(tmp_path / "status.json")}})
-    seen: list[str] = []
-    done = threading.Event()
-
-    class Recorder(Sink):
-        def emit(self, p):
-            seen.append(p.top[0].label)
-            if len(seen) >= 5:
-                done.set()
-
+    cfg = tiny_config(source={"kind": "picamera2", "width": 16, "height": 16, "fps": 5})
     daemon = Daemon(cfg)
     daemon.start()
-    runner = SinkRunner(Recorder(None, None))
-    runner.start()
-    daemon.runners.append(runner)
     try:
-        assert done.wait(10), f"only {len(seen)} predictions"
+        assert recorder.sink.wait_for(lambda ps: len(ps) >= 5, timeout=10)
     finally:
         daemon.shutdown()
-    assert set(seen) == {"red"}
+    assert isinstance(daemon.source, PicameraSource)
+    assert {p.top[0].label for p in recorder.sink.predictions} == {"red"}
+    assert tuple(recorder.sink.predictions[0].frame.pixels[0, 0]) == (255, 0, 0)
 
 
 # --------------------------------------------------------------------------- the real camera

@@ -214,12 +214,17 @@ class OverlaySink(Sink):
             self.reason = self.reason or "given"
             return
         try:
-            self.display, self.reason = pick_display(self.cfg, self.ctx.camera, sysfs_dir=self.fb_sysfs,
+            self.display, self.reason = pick_display(self.cfg, self.camera, sysfs_dir=self.fb_sysfs,
                                                      state_path=self.ctx.state_path)
         except Exception:
             self.display = NullDisplay()  # emit() then does nothing; the runner counts the start error
             raise
         logger.info("overlay: showing on %s (%s)", self.display.describe(), self.reason)
+
+    def camera(self) -> Any:
+        """The picamera2 camera open now (looked up on every call: the source may reopen it), or None."""
+        ref = getattr(self.ctx, "camera", None)
+        return ref() if callable(ref) and not hasattr(ref, "set_overlay") else ref
 
     def emit(self, p: Prediction) -> None:
         with self._lock:
