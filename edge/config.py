@@ -220,12 +220,28 @@ class Config(Section):
         if dupes:
             raise ValueError(f"watch: rule names must be unique, repeated: {', '.join(dupes)}")
         for i, sink in enumerate(self.sinks):
+            if isinstance(sink, PluginSinkConfig):
+                _check_plugin(i, sink.type)
             wanted = [sink.rule] if isinstance(sink, GpioSinkConfig) else getattr(sink, "rules", []) or []
             for rule in wanted:
                 if rule not in names:
                     known = ", ".join(names) or "none defined"
                     raise ValueError(f"sinks[{i}]: unknown watch rule {rule!r} (rules: {known})")
         return self
+
+
+def _check_plugin(i: int, kind: str) -> None:
+    """A sink type that is neither built in nor an installed ``edge.sinks`` plug-in is a typo."""
+    import difflib
+    import importlib.metadata
+
+    plugins = {ep.name for ep in importlib.metadata.entry_points(group="edge.sinks")}
+    if kind in plugins:
+        return
+    known = sorted(set(BUILTIN_SINKS) | plugins)
+    close = difflib.get_close_matches(kind, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"sinks[{i}].type: unknown sink type {kind!r} (known: {', '.join(known)}){hint}")
 
 
 # --------------------------------------------------------------------------- loading and errors

@@ -133,7 +133,27 @@ def test_unknown_key_inside_a_sink(index, key):
     assert f"sinks[{index}].{key}: unknown key" in broken(setkey("sinks", index, key, value=3))
 
 
-def test_sink_of_unknown_type_is_a_plugin_config():
+@pytest.fixture
+def mqtt_plugin(monkeypatch):
+    """Pretend a third-party package registered an `mqtt` sink in the edge.sinks group."""
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
+    fake = importlib.metadata.EntryPoint("mqtt", "edge_mqtt:MqttSink", "edge.sinks")
+
+    def entry_points(**kw):
+        return [fake] if kw.get("group") == "edge.sinks" else real(**kw)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+
+def test_unknown_sink_type_is_an_error_with_a_suggestion():
+    msg = broken(lambda d: d["sinks"].append({"type": "gpoi", "pin": 4}))
+    assert "sinks[2].type: unknown sink type 'gpoi'" in msg
+    assert "did you mean 'gpio'?" in msg
+
+
+def test_sink_of_plugin_type_is_a_plugin_config(mqtt_plugin):
     data = copy.deepcopy(MINIMAL)
     data["sinks"].append({"type": "mqtt", "host": "broker.local", "topic": "edge"})
     sink = parse(data).sinks[2]
@@ -143,7 +163,7 @@ def test_sink_of_unknown_type_is_a_plugin_config():
     assert sink.queue == 64
 
 
-def test_plugin_sink_common_keys_are_still_checked():
+def test_plugin_sink_common_keys_are_still_checked(mqtt_plugin):
     data_msg = broken(lambda d: d["sinks"].append({"type": "mqtt", "queue": 0}))
     assert "sinks[2].queue" in data_msg
 
