@@ -4,7 +4,9 @@
 
 The frame is drawn here (a gradient, a floor and a few shapes): no camera,
 video or model is needed. The times are for ``render`` (a frame copy plus the
-panel and banner) and ``render_layer`` (the drm overlay) at common sizes.
+panel and banner) and ``render_layer`` (the drm overlay) at common sizes, then
+for showing a 640x480 frame on a 1080p fbdev (a file here: letterbox, convert,
+one pwrite) and as a snapshot JPEG.
 """
 
 from __future__ import annotations
@@ -66,6 +68,36 @@ def bench(repeat: int) -> None:
                 fn()
             ms = (time.perf_counter() - t0) / repeat * 1000
             print(f"{name:13s} {w}x{h}: {ms:6.2f} ms")
+    bench_displays(max(1, repeat // 5))
+
+
+def bench_displays(repeat: int) -> None:
+    """One annotated 640x480 frame through fbdev (to a file standing in for a 1080p screen) and snapshot."""
+    import tempfile
+
+    from edge.sinks.displays import FbdevDisplay, SnapshotDisplay
+
+    frame = render(synthetic_frame(480, 640), example_prediction(synthetic_frame(480, 640)))
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for bpp in (16, 32):
+            sysfs = d / f"fb{bpp}"
+            sysfs.mkdir()
+            (sysfs / "virtual_size").write_text("1920,1080")
+            (sysfs / "bits_per_pixel").write_text(str(bpp))
+            (d / f"dev{bpp}").write_bytes(bytes(1920 * 1080 * bpp // 8))
+            displays = [(f"fbdev {bpp} bpp 1920x1080", FbdevDisplay(d / f"dev{bpp}", sysfs, blank_on_close=False))]
+            if bpp == 32:
+                displays.append(("snapshot jpeg", SnapshotDisplay(d / "snap.jpg")))
+            for name, display in displays:
+                display.open()
+                display.show(frame, 0.0)
+                t0 = time.perf_counter()
+                for i in range(repeat):
+                    display.show(frame, float(i))
+                ms = (time.perf_counter() - t0) / repeat * 1000
+                display.close()
+                print(f"{name:28s} 640x480 frame: {ms:6.2f} ms")
 
 
 def main() -> None:

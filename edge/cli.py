@@ -304,10 +304,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- eval
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy on a labelled set of videos (top-1, top-5, per class, misses)")
+    p.add_argument("dataset", metavar="DATASET",
+                   help="a CSV with file,label columns (paths relative to it), or a folder of class folders "
+                        "(carving_ice/clip.mp4)")
+    _add_model_args(p)
+    p.add_argument("--label-map", default=None, metavar="FILE",
+                   help="YAML mapping dataset labels to model labels: dataset_label: [model label, ...]")
+    p.add_argument("--confusion", default=None, metavar="OUT.png",
+                   help="also draw the confusion matrix here (and write its counts to OUT.csv)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Exit 0, or 1 when some videos could not be read (they are listed, the rest still counted)."""
+    import json
+
+    from edge import evaluate
+    from edge.engine import Engine
+
+    samples = evaluate.load_dataset(args.dataset)
+    label_map = evaluate.load_label_map(args.label_map) if args.label_map else None
+    engine = Engine(_engine_settings(args))
+    targets = evaluate.match_labels([s.label for s in samples], engine.labels, label_map)
+    report = evaluate.evaluate(samples, engine, targets, dataset=args.dataset)
+    if args.confusion:
+        png, table = evaluate.write_confusion(report["confusion"], args.confusion)
+        report["confusion_png"], report["confusion_csv"] = str(png), str(table)
+    print(json.dumps(report) if args.json else evaluate.format_report(report))
+    return 1 if report["errors"] else 0
+
+
 # --------------------------------------------------------------------------- main
 
 
-COMMANDS = [add_run, add_classify, add_check_config, add_config, add_status, add_tail, add_bench, add_models, add_doctor]
+COMMANDS = [add_run, add_classify, add_check_config, add_config, add_status, add_tail, add_bench, add_eval, add_models,
+            add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -160,7 +160,8 @@ class Daemon:
 
     def _build_sinks(self, cfg: Config, labels: list[str]) -> list[SinkRunner]:
         ctx = SinkContext(labels=labels, ring=self.ring, source_fps=lambda: getattr(self.source, "fps", 0.0) or 0.0,
-                          rules=[r.name for r in cfg.watch], frame_size=lambda: self._frame_hw)
+                          rules=[r.name for r in cfg.watch], frame_size=lambda: self._frame_hw,
+                          camera=lambda: getattr(self.source, "camera", None))
         return [sink_registry.build(sc, ctx) for sc in cfg.sinks]
 
     def _ring_capacity(self, cfg: Config, source: FrameSource) -> int:

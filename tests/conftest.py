@@ -154,11 +154,22 @@ class _FakeEntryPoint:
 
 @pytest.fixture
 def plugin_sinks(monkeypatch):
-    """``plugin_sinks(name=cls_or_exception, ...)`` registers fake entry-point sinks in edge.sinks."""
+    """``plugin_sinks(name=cls_or_exception, ...)`` registers fake entry-point sinks (group edge.sinks)."""
+    import importlib.metadata
+
     import edge.sinks
+
+    real_entry_points = importlib.metadata.entry_points
 
     def register(**targets):
         eps = {name: _FakeEntryPoint(name, target) for name, target in targets.items()}
+
+        def entry_points(**params):  # config validation and the registry both look here
+            if params.get("group") == edge.sinks.ENTRY_POINT_GROUP:
+                return list(eps.values())
+            return real_entry_points(**params)
+
+        monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
         monkeypatch.setattr(edge.sinks, "_plugins", lambda: dict(eps))
         return eps
 
@@ -189,62 +200,77 @@ def recorder(plugin_sinks):
 
 
 class FakeSource:
-    """A FrameSource from a list of (t, rgb) or exceptions; ``None`` ends it (or it ends when the list runs out).
+    """A FrameSource for daemon tests, driven by ``items``: an iterable of ``(t, rgb)`` frames,
+    exceptions (raised from ``read``) and ``None`` (the end of a file).
 
-    ``realtime`` sources block on ``gate`` (a threading.Semaphore, if given) before each frame so
-    tests control when frames arrive; ``opened``/``closed`` count calls.
+    When the items run out, ``at_end="end"`` returns None (a file ended) and ``at_end="block"``
+    waits like a camera with nothing to show until :meth:`abort` (then raises SourceError).
+    A realtime source waits ``interval`` seconds between frames (as a camera would; the wait
+    ends early on abort). ``opens``/``reads`` count calls; :meth:`wait_opens` and
+    :meth:`wait_reads` let a test wait for the capture thread without sleeping.
     """
 
     def __init__(self, items, *, realtime: bool = False, fps: float = 30.0, size: int = 8, name: str = "fake",
-                 gate=None, on_end=None, repeat_last: bool = False) -> None:
+                 interval: float = 0.0, at_end: str = "end") -> None:
         import threading
 
-        self.items = list(items)
+        self._items = iter(items)
         self.realtime = realtime
         self.fps = fps
         self.size = size
         self.name = name
-        self.gate = gate
-        self.on_end = on_end
-        self.repeat_last = repeat_last
-        self.opened = 0
-        self.closed = 0
+        self.interval = interval
+        self.at_end = at_end
+        self.opens = 0
+        self.closes = 0
         self.reads = 0
         self.open_errors: list[Exception] = []
-        self.lock = threading.Lock()
-        self._last = None
+        self.aborted = threading.Event()
+        self._cond = threading.Condition()
 
     def open(self) -> None:
-        self.opened += 1
+        with self._cond:
+            self.opens += 1
+            self._cond.notify_all()
         if self.open_errors:
             raise self.open_errors.pop(0)
 
     def close(self) -> None:
-        self.closed += 1
+        self.closes += 1
+
+    def abort(self) -> None:
+        """Unblock a read that waits (test teardown)."""
+        self.aborted.set()
+
+    def wait_opens(self, n: int, timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.opens >= n, timeout)
+
+    def wait_reads(self, n: int, timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.reads >= n, timeout)
 
     def read(self):
-        from edge.capture.base import Frame
+        from edge.capture.base import Frame, SourceError
 
-        if self.gate is not None:
-            while not self.gate.acquire(timeout=0.05):
-                pass
-        with self.lock:
+        with self._cond:
             self.reads += 1
-            if not self.items:
-                if self.repeat_last and self._last is not None:
-                    t, rgb = self._last
-                    return Frame(solid_frame(rgb, self.size, self.size), t, self.reads)
-                if self.on_end is not None:
-                    self.on_end()
-                return None
-            item = self.items.pop(0)
+            seq = self.reads
+            self._cond.notify_all()
+        if self.realtime and self.interval and self.aborted.wait(self.interval):
+            raise SourceError(f"{self.name} aborted")
+        item = next(self._items, StopIteration)
+        if item is StopIteration:
+            if self.at_end == "block":
+                self.aborted.wait(60)
+                raise SourceError(f"{self.name} aborted")
+            return None
         if item is None:
             return None
         if isinstance(item, BaseException):
             raise item
         t, rgb = item
-        self._last = item
-        return Frame(solid_frame(rgb, self.size, self.size), t, self.reads)
+        return Frame(solid_frame(rgb, self.size, self.size), t, seq)
 
 
 @pytest.fixture

@@ -171,6 +171,7 @@ def test_members_with_different_class_counts_are_an_error():
         check_members([a, b], ["a0", "b"])
 
 
+@pytest.mark.realmodel
 def test_real_and_tiny_model_are_an_error(real_model, tiny_model_path, tiny_labels_path, tmp_path):
     tiny = tmp_path / "tiny.tflite"
     shutil.copy(tiny_model_path, tiny)

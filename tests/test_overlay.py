@@ -268,7 +268,7 @@ def test_snapshot_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- auto, drm
 
 
-def test_auto_picks_fbdev_when_the_framebuffer_is_writable(tmp_path, caplog):
+def test_auto_picks_fbdev_when_the_framebuffer_is_writable(tmp_path):
     device, sysfs = fake_fb(tmp_path, 64, 48, 32)
     display, why = pick_display(cfg(fb_device=str(device)), camera=None, sysfs_dir=sysfs)
     assert isinstance(display, FbdevDisplay) and "writable" in why and "no picamera2 camera" in why

@@ -338,7 +338,7 @@ def test_daemon_sees_red_when_the_camera_delivers_red(fake_picamera2, tiny_confi
     daemon = Daemon(cfg)
     daemon.start()
     try:
-        assert recorder.sink.wait_for(lambda ps: len(ps) >= 5, timeout=10)
+        assert recorder.sink.wait_for(lambda ps: len(ps) >= 1, timeout=10)  # a burst: overrun keeps the newest
     finally:
         daemon.shutdown()
     assert isinstance(daemon.source, PicameraSource)

@@ -128,7 +128,7 @@ class SinkRunner:
         self.errors = 0
         self.last_error = ""
         self.last_error_time = 0.0
-        self._last_logged = 0.0
+        self._last_logged = float("-inf")  # not 0.0: monotonic time starts near 0 at boot, which hid the first error
         self._suppressed = 0
         self.started = False
         self.busy = False

@@ -169,6 +169,7 @@ class ClipSink(Sink):
         self.frames_missed = 0  # frames that left the ring before the sink could write them
         self.last_clip = ""
         self.last_error = ""
+        self.codec = ""  # the fourcc of the last clip
 
     def describe(self) -> str:
         return f"clip:{self.dir}"
@@ -295,7 +296,7 @@ class ClipSink(Sink):
         if clip.writer is None:
             h, w = pixels.shape[:2]
             clip.size = (w, h)
-            clip.codec = pick_codec(self.cfg.codec, self.dir, w, h, clip.fps)
+            clip.codec = self.codec = pick_codec(self.cfg.codec, self.dir, w, h, clip.fps)
             writer = cv2.VideoWriter(str(clip.temp), cv2.VideoWriter_fourcc(*clip.codec), clip.fps, clip.size)
             if not writer.isOpened():
                 writer.release()
@@ -428,6 +429,7 @@ class ClipSink(Sink):
             clip = self._clip
             out = {"dir": str(self.dir), "saved": self.saved, "failed": self.failed, "skipped": self.skipped,
                    "deleted": self.deleted, "frames_missed": self.frames_missed, "last_clip": self.last_clip,
+                   "codec": self.codec,
                    "recording": clip.stem if clip else None}
             if self.last_error:
                 out["clip_error"] = self.last_error

@@ -164,7 +164,8 @@ def render(frame_rgb: np.ndarray, prediction: Prediction, top: int = 3, now: flo
     return out
 
 
-def render_layer(size_hw: tuple[int, int], prediction: Prediction, top: int = 3, now: float | None = None) -> np.ndarray:
+def render_layer(size_hw: tuple[int, int], prediction: Prediction, top: int = 3,
+                 now: float | None = None) -> np.ndarray:
     """The panel and banner on a transparent HxWx4 RGBA layer (alpha 0 elsewhere), for a live preview.
 
     Drawn in RGB on black, then given alpha: drawn pixels (text, bars, banner)
@@ -175,13 +176,13 @@ def render_layer(size_hw: tuple[int, int], prediction: Prediction, top: int = 3,
     h, w = size_hw
     rgb = np.zeros((h, w, 3), np.uint8)
     (x0, y0, x1, y1), banner = _paint(rgb, prediction, top, prediction.wall if now is None else now, darken=False)
-    out = np.zeros((h, w, 4), np.uint8)
-    out[..., :3] = rgb
-    panel = rgb[y0:y1, x0:x1]
-    out[y0:y1, x0:x1, 3] = np.where(panel.any(axis=2), 255, PANEL_ALPHA)
+    alpha = np.zeros((h, w), np.uint8)
+    panel = alpha[y0:y1, x0:x1]
+    panel[...] = PANEL_ALPHA
+    panel[cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY) > 0] = 255  # drawn (text, bars): opaque
     if banner is not None:
-        out[banner[1]:banner[3], banner[0]:banner[2], 3] = 255
-    return out
+        alpha[banner[1]:banner[3], banner[0]:banner[2]] = 255
+    return cv2.merge((*cv2.split(rgb), alpha))
 
 
 class OverlaySink(Sink):

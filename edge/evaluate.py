@@ -1,0 +1,376 @@
+"""``edge eval``: accuracy of the configured engine on a labelled set of videos.
+
+A dataset is a CSV (``file,label`` columns, other columns ignored, paths relative
+to the CSV's folder) or a folder of class folders (``carving_ice/clip.mp4``; an
+underscore in a folder name matches a space in a model label). Every video goes
+through :func:`edge.classify.classify_file`, the path ``edge classify`` takes
+(5 fps by timestamp), with one Engine reset between videos, so the accuracy is
+the one the camera would get from the same clips.
+
+Dataset labels must be model labels, or be mapped to some with a label-group
+file (YAML, ``dataset_label: [model label, ...]``): a video counts as correct
+when its top-1 (top-5: any of its top 5) is one of its group's model labels.
+A video that cannot be read is listed as an error and left out of the accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import logging
+import os
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from edge.errors import EdgeError
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+TOP = 5
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str  # as written in the dataset (CSV cell or folder name)
+    name: str  # how the report names the video: its path relative to the dataset
+
+
+# --------------------------------------------------------------------------- reading a dataset
+
+
+def load_dataset(spec: str | os.PathLike[str]) -> list[Sample]:
+    """The videos and labels of a CSV file or a folder of class folders."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise EdgeError(f"dataset {path} does not exist: pass a CSV (file,label) or a folder of class folders")
+    if path.is_dir():
+        samples = _from_folder(path)
+        if not samples and (path / "labels.csv").is_file():
+            samples = _from_csv(path / "labels.csv")
+    else:
+        samples = _from_csv(path)
+    if not samples:
+        raise EdgeError(f"dataset {path} has no videos: a CSV needs file,label rows; a folder needs class folders "
+                        f"holding videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    return samples
+
+
+def _from_csv(path: Path) -> list[Sample]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise EdgeError(f"cannot read dataset {path}: {err}") from None
+    reader = csv.DictReader(text.splitlines())
+    columns = [c.strip().lower() for c in reader.fieldnames or []]
+    if "file" not in columns or "label" not in columns:
+        raise EdgeError(f"dataset {path} needs a header with 'file' and 'label' columns "
+                        f"(found: {', '.join(reader.fieldnames or []) or 'nothing'})")
+    reader.fieldnames = columns
+    samples = []
+    for row in reader:
+        file, label = (row.get("file") or "").strip(), (row.get("label") or "").strip()
+        if not file and not label:
+            continue  # a blank line
+        if not file or not label:
+            raise EdgeError(f"dataset {path} line {reader.line_num}: both 'file' and 'label' are needed")
+        video = Path(file).expanduser()
+        samples.append(Sample(video if video.is_absolute() else path.parent / video, label, file))
+    return samples
+
+
+def _from_folder(path: Path) -> list[Sample]:
+    samples = []
+    for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for video in sorted(folder.iterdir()):
+            if video.is_file() and video.suffix.lower() in VIDEO_SUFFIXES:
+                samples.append(Sample(video, folder.name, f"{folder.name}/{video.name}"))
+    return samples
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def load_label_map(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """A label-group file: ``dataset_label: [model label, ...]`` (a single string is one label)."""
+    import yaml
+
+    path = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgeError(f"label map {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise EdgeError(f"cannot read label map {path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise EdgeError(f"label map {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not data:
+        raise EdgeError(f"label map {path} must be a mapping of dataset label -> [model label, ...]")
+    groups = {}
+    for key, value in data.items():
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise EdgeError(f"label map {path}: {key!r} must map to a model label or a list of them")
+        groups[str(key).strip()] = [v.strip() for v in values]
+    return groups
+
+
+def _find(name: str, labels: set[str], lower: dict[str, str]) -> str | None:
+    """The model label ``name`` means: exact, with underscores as spaces, or ignoring case."""
+    for candidate in (name, name.replace("_", " ")):
+        if candidate in labels:
+            return candidate
+    for candidate in (name, name.replace("_", " ")):
+        if candidate.lower() in lower:
+            return lower[candidate.lower()]
+    return None
+
+
+def _suggest(name: str, labels: list[str]) -> str:
+    close = difflib.get_close_matches(name.replace("_", " ").lower(), [x.lower() for x in labels], n=3, cutoff=0.6)
+    by_lower = {x.lower(): x for x in labels}
+    return f" (did you mean {', '.join(repr(by_lower[c]) for c in close)}?)" if close else ""
+
+
+def match_labels(dataset_labels: list[str], model_labels: list[str],
+                 label_map: dict[str, list[str]] | None = None) -> dict[str, frozenset[str]]:
+    """For each dataset label, the model labels a correct top-1 may be; EdgeError lists the unknown ones."""
+    known, lower = set(model_labels), {x.lower(): x for x in model_labels}
+    groups = dict(label_map or {})
+    targets: dict[str, frozenset[str]] = {}
+    unknown, bad_targets = [], []
+    for label in sorted(set(dataset_labels)):
+        group = groups.get(label, groups.get(label.replace("_", " ")))
+        if group is not None:
+            found = []
+            for target in group:
+                hit = _find(target, known, lower)
+                if hit is None:
+                    bad_targets.append(f"{target!r}{_suggest(target, model_labels)}")
+                else:
+                    found.append(hit)
+            targets[label] = frozenset(found)
+            continue
+        hit = _find(label, known, lower)
+        if hit is None:
+            unknown.append(f"{label!r}{_suggest(label, model_labels)}")
+        else:
+            targets[label] = frozenset([hit])
+    if bad_targets:
+        raise EdgeError(f"label map names {len(bad_targets)} label(s) the model does not know: "
+                        f"{'; '.join(bad_targets)}: use the model's own label names")
+    if unknown:
+        raise EdgeError(f"{len(unknown)} dataset label(s) the model does not know: {'; '.join(unknown)}: "
+                        "rename them, or map them to model labels with --label-map FILE "
+                        "(YAML: dataset_label: [model label, ...])")
+    return targets
+
+
+# --------------------------------------------------------------------------- running
+
+
+class _Progress:
+    """``eval  3/12 [####      ] clip.mp4`` on stderr: redrawn in place on a terminal, every 10 % otherwise."""
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._next = 0
+
+    def update(self, done: int, name: str) -> None:
+        filled = done * 20 // self.total
+        text = f"eval {done:>{len(str(self.total))}}/{self.total} [{'#' * filled}{' ' * (20 - filled)}] {name}"
+        if self.tty:
+            self.stream.write(f"\r{text[:100]:<100}")
+        elif done * 10 // self.total >= self._next:
+            self._next = done * 10 // self.total + 1
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.flush()
+
+
+def evaluate(samples: list[Sample], engine, targets: dict[str, frozenset[str]], *,
+             progress: TextIO | None = None, dataset: str = "") -> dict:
+    """Classify every sample with ``engine`` (reset between videos); the report as a dict."""
+    import cv2
+
+    from edge.capture.base import SourceError
+    from edge.classify import classify_file
+
+    results, errors = [], []
+    bar = _Progress(len(samples), progress)
+    try:
+        for i, sample in enumerate(samples):
+            bar.update(i, sample.name)
+            try:
+                out = classify_file(str(sample.path), engine.cfg, top=TOP, engine=engine)
+            except (EdgeError, SourceError, cv2.error, OSError) as err:
+                logger.debug("eval: %s failed", sample.path, exc_info=True)
+                errors.append({"file": sample.name, "label": sample.label, "error": str(err)})
+                continue
+            want = targets[sample.label]
+            top = out["top"]
+            results.append({"file": sample.name, "label": sample.label, "frames": out["frames"], "top": top,
+                            "top1": top[0]["label"] in want, "top5": any(p["label"] in want for p in top[:TOP])})
+        bar.update(len(samples), "done")
+    finally:
+        bar.close()
+
+    per_class: dict[str, dict] = {}
+    by_class = defaultdict(list)
+    for r in results:
+        by_class[r["label"]].append(r)
+    for label in sorted({s.label for s in samples}):
+        rs = by_class.get(label, [])
+        per_class[label] = {"n": len(rs), "top1": _rate(sum(r["top1"] for r in rs), len(rs)),
+                            "top5": _rate(sum(r["top5"] for r in rs), len(rs))}
+    n = len(results)
+    return {
+        "dataset": dataset,
+        "model": engine.describe(),
+        "n": n,
+        "top1": _rate(sum(r["top1"] for r in results), n),
+        "top5": _rate(sum(r["top5"] for r in results), n),
+        "per_class": per_class,
+        "misses": [{"file": r["file"], "label": r["label"], "top": r["top"]} for r in results if not r["top1"]],
+        "errors": errors,
+        "confusion": confusion(results, targets),
+    }
+
+
+def _rate(hits: int, n: int) -> float | None:
+    return round(hits / n, 4) if n else None
+
+
+# --------------------------------------------------------------------------- confusion matrix
+
+
+def confusion(results: list[dict], targets: dict[str, frozenset[str]]) -> dict:
+    """``{"classes": [...], "counts": [[...]]}``: rows the true (dataset) label, columns the predicted top-1.
+
+    A prediction is shown in dataset-label terms where it can be (a correct one
+    on the diagonal, a model label that belongs to another class's group under
+    that class), else as the model label itself. Only the classes in the
+    dataset plus the ones predicted appear.
+    """
+    owner: dict[str, str] = {}
+    for label in sorted(targets):
+        for target in sorted(targets[label]):
+            owner.setdefault(target, label)
+    pairs = []
+    for r in results:
+        top1 = r["top"][0]["label"]
+        predicted = r["label"] if r["top1"] else owner.get(top1, top1)
+        pairs.append((r["label"], predicted))
+    true_classes = sorted(targets)
+    extra = sorted({p for _, p in pairs} - set(true_classes))
+    classes = true_classes + extra
+    index = {c: i for i, c in enumerate(classes)}
+    counts = [[0] * len(classes) for _ in classes]
+    for (t, p), k in Counter(pairs).items():
+        counts[index[t]][index[p]] += k
+    return {"classes": classes, "counts": counts}
+
+
+def write_confusion(matrix: dict, png: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Draw the matrix as a PNG (OpenCV) and write the same counts as a CSV beside it."""
+    import cv2
+    import numpy as np
+
+    png = Path(png).expanduser()
+    if png.suffix.lower() != ".png":
+        png = png.with_suffix(png.suffix + ".png") if png.suffix else png.with_suffix(".png")
+    table = png.with_suffix(".csv")
+    classes, counts = matrix["classes"], matrix["counts"]
+    n = len(classes)
+    try:
+        with open(table, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["true \\ predicted", *classes])
+            for label, row in zip(classes, counts):
+                w.writerow([label, *row])
+    except OSError as err:
+        raise EdgeError(f"cannot write {table}: {err.strerror or err}") from None
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cell = max(18, min(44, 1400 // max(1, n)))
+    scale = cell / 80
+    text_h = cv2.getTextSize("Ag", font, scale, 1)[0][1]
+    name_w = max([cv2.getTextSize(c, font, scale, 1)[0][0] for c in classes] + [40]) + 12
+    title = "rows: true label, columns: predicted top-1"
+    title_h = 2 * text_h + 12
+    left, top = name_w, title_h + name_w
+    width = max(left + n * cell + 8, cv2.getTextSize(title, font, scale, 1)[0][0] + 16)
+    img = np.full((top + n * cell + 8, width, 3), 255, np.uint8)
+    cv2.putText(img, title, (8, 6 + text_h), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+    # column names: written horizontally on a strip, turned 90 degrees counter-clockwise
+    strip = np.full((n * cell, name_w, 3), 255, np.uint8)
+    for i, label in enumerate(classes):
+        cv2.putText(strip, label, (6, i * cell + (cell + text_h) // 2), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    img[title_h:title_h + name_w, left:left + n * cell] = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
+
+    for r, label in enumerate(classes):
+        y = top + r * cell
+        size = cv2.getTextSize(label, font, scale, 1)[0]
+        cv2.putText(img, label, (left - size[0] - 6, y + (cell + text_h) // 2), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        total = max(1, sum(counts[r]))
+        for c in range(n):
+            x = left + c * cell
+            k = counts[r][c]
+            share = k / total
+            if k and r == c:
+                colour = (int(255 - 120 * share), int(255 - 50 * share), int(255 - 120 * share))  # green
+            elif k:
+                colour = (int(255 - 150 * share), int(255 - 150 * share), 255)  # red
+            else:
+                colour = (255, 255, 255)
+            cv2.rectangle(img, (x, y), (x + cell - 1, y + cell - 1), colour, -1)
+            cv2.rectangle(img, (x, y), (x + cell - 1, y + cell - 1), (190, 190, 190), 1)
+            if k:
+                text = str(k)
+                size = cv2.getTextSize(text, font, scale, 1)[0]
+                cv2.putText(img, text, (x + (cell - size[0]) // 2, y + (cell + size[1]) // 2), font, scale,
+                            (0, 0, 0), 1, cv2.LINE_AA)
+    if not cv2.imwrite(str(png), img):
+        raise EdgeError(f"cannot write {png}: check that its folder exists and is writable")
+    return png, table
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _pct(x: float | None) -> str:
+    return "   - " if x is None else f"{x * 100:5.1f}"
+
+
+def format_report(r: dict) -> str:
+    n = r["n"]
+    hits1 = round((r["top1"] or 0) * n)
+    hits5 = round((r["top5"] or 0) * n)
+    lines = [f"edge eval: {r['dataset']}: {n} video(s), model {r['model']}",
+             f"top-1 {_pct(r['top1'])} %  ({hits1}/{n})    top-5 {_pct(r['top5'])} %  ({hits5}/{n})",
+             "per class:", f"  {'n':>4}  {'top-1':>5}  {'top-5':>5}  class"]
+    for label, c in r["per_class"].items():
+        lines.append(f"  {c['n']:>4}  {_pct(c['top1'])}  {_pct(c['top5'])}  {label}")
+    if r["misses"]:
+        lines.append(f"misses ({len(r['misses'])}): true label -> top-5")
+        for m in r["misses"]:
+            guesses = ", ".join(f"{p['label']} {p['score']:.3f}" for p in m["top"])
+            lines.append(f"  {m['file']}  ({m['label']}) -> {guesses}")
+    if r["errors"]:
+        lines.append(f"errors ({len(r['errors'])}): could not be read, not counted above")
+        for e in r["errors"]:
+            lines.append(f"  {e['file']}: {e['error']}")
+    if r.get("confusion_png"):
+        lines.append(f"confusion matrix: {r['confusion_png']} (counts: {r['confusion_csv']})")
+    return "\n".join(lines)
