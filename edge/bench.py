@@ -5,31 +5,40 @@ copy, postprocess, sinks), the ratio of the inference thread's whole per-frame
 cost to the ``invoke()`` inside it (same frames, same run), peak RSS and the RSS
 growth between frame 1,000 and the last frame. Numbers, not pass/fail: targets
 are checked by reading them, never by a timed test.
+
+``edge bench --all-models`` times every installed model for a short run (one
+thread) and recommends the largest one that leaves headroom in the 5 fps
+budget; the result is cached (:func:`cache_path`) for ``edge doctor``, which
+imports this module for the cache location only: the heavy imports live in the
+functions that run a benchmark.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import os
+import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from edge.capture.opencv import OpenCVSource
-from edge.config import LogSinkConfig, ModelConfig, SmoothingConfig
-from edge.engine import Engine
 from edge.errors import EdgeError
-from edge.model import softmax
-from edge.sampler import FrameSampler
-from edge.sinks import build as build_sink
-from edge.sinks.base import Prediction, SinkContext
-from edge.smoothing import RuleTracker, Smoother
+
+if TYPE_CHECKING:
+    from edge.config import ModelConfig
+    from edge.engine import Engine
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("decode", "preprocess", "invoke", "state_copy", "postprocess", "sinks")
+MODEL_STAGES = ("preprocess", "invoke", "state_copy")  # one stream; a policy may run more than one a frame
+BUDGET_LIMIT = 0.5  # --all-models: the largest model under this share of the frame budget is recommended
+ALL_MODELS_FRAMES = 300
+CACHE_FILE = "bench.json"
+SYSTEM_STATE_DIR = Path("/var/lib/edge")  # the service's StateDirectory, read by doctor from a shell
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -57,6 +66,17 @@ def default_video() -> Path | None:
 
 def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 10000,
               growth_from: int = 1000, engine: Engine | None = None) -> dict:
+    import numpy as np
+
+    from edge.capture.opencv import OpenCVSource
+    from edge.config import LogSinkConfig, SmoothingConfig
+    from edge.engine import Engine
+    from edge.model import softmax
+    from edge.sampler import FrameSampler
+    from edge.sinks import build as build_sink
+    from edge.sinks.base import Prediction, SinkContext
+    from edge.smoothing import RuleTracker, Smoother
+
     engine = engine or Engine(cfg)
     src = OpenCVSource.file(str(video), loop=True, paced=False)
     sampler = FrameSampler(cfg.fps)
@@ -108,7 +128,9 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
         runner.close()
         tmp.cleanup()
     bare = _bare_invoke(engine, 200)
-    inference = sum(totals[s] for s in STAGES if s != "decode")
+    # measured around the whole step, not summed from the stage times: those are one stream's, and
+    # the windowed policy runs two streams a frame
+    inference = sum(per_frame_total)
     start = growth_from if growth_from in rss_at and growth_from < frames else 1
     return {
         "model": engine.describe(),
@@ -124,6 +146,7 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
         "ratio_to_invoke": round(inference / totals["invoke"], 3),
         "ratio_with_decode": round((inference + totals["decode"]) / totals["invoke"], 3),
         "budget_share_5fps": round(inference / n * cfg.fps, 4),
+        "policy_cost": engine.policy.cost,
         "peak_rss_mb": round(rss_mb("VmHWM"), 1),
         "rss_anon_mb": round(rss_mb("RssAnon"), 1),  # the process's own memory, without mapped library files
         "rss_mb": {str(k): round(v, 1) for k, v in sorted(rss_at.items())},
@@ -134,6 +157,8 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
 
 def _bare_invoke(engine: Engine, n: int) -> float:
     """Median of ``n`` bare ``invoke()`` calls on the last frame's buffers (no Python around them)."""
+    import numpy as np
+
     model = engine.model
     samples = []
     for _ in range(n):
@@ -152,10 +177,159 @@ def format_bench(r: dict) -> str:
         where = "capture thread" if stage == "decode" else "inference thread"
         lines.append(f"  {stage:<12} {ms:8.3f}   ({where})")
     lines.append(f"  {'total':<12} {r['inference_ms']:8.3f}   (inference thread, without decode)")
+    if r.get("policy_cost", 1.0) != 1.0:
+        lines.append(f"  (stage times are one stream's; the state policy runs {r['policy_cost']:g} streams a frame, "
+                     "the total counts them all)")
     lines.append(f"ratio to invoke(): {r['ratio_to_invoke']:.3f} (with decode {r['ratio_with_decode']:.3f}); "
                  f"bare invoke() median {r['bare_invoke_ms']:.3f} ms")
     lines.append(f"share of the 5 fps budget: {r['budget_share_5fps'] * 100:.1f} %")
     lines.append(f"peak RSS {r['peak_rss_mb']:.1f} MB (anonymous {r['rss_anon_mb']:.1f} MB, the rest is mapped "
                  f"library files); RSS growth frames {r['rss_growth_between'][0]}.."
                  f"{r['rss_growth_between'][1]}: {r['rss_growth_mb']:+.2f} MB")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- --all-models: which model fits this board
+
+
+def cache_path() -> Path:
+    """Where ``edge bench --all-models`` saves its result: ``$STATE_DIRECTORY`` (systemd), else the user cache."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / CACHE_FILE
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "edge" / CACHE_FILE
+
+
+def cache_paths() -> list[Path]:
+    """Where ``edge doctor`` looks for a saved result: where this user would save it, then the service's."""
+    paths = [cache_path(), SYSTEM_STATE_DIR / CACHE_FILE]
+    return list(dict.fromkeys(paths))
+
+
+def load_cached(paths: list[Path] | None = None) -> tuple[dict, Path] | None:
+    """The newest saved ``--all-models`` result that reads as JSON, with its path; None when there is none."""
+    found = []
+    for path in paths if paths is not None else cache_paths():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            found.append((str(data.get("created", "")), data, path))
+    if not found:
+        return None
+    _, data, path = max(found, key=lambda x: x[0])
+    return data, path
+
+
+def save_cached(result: dict, path: Path | None = None) -> Path:
+    """Write the result atomically (temporary file + rename) to ``path`` or :func:`cache_path`."""
+    path = path or cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise EdgeError(f"cannot save the benchmark to {path}: {err.strerror or err}") from None
+    return path
+
+
+def board_name() -> str:
+    """The board (``Raspberry Pi 5 Model B Rev 1.0``), or the machine type off a Pi (``x86_64``)."""
+    from edge.doctor import board_model
+
+    return board_model() or platform.machine()
+
+
+def installed_models(directory: str | os.PathLike[str] | None = None) -> list:
+    """Manifest models installed in the model folder (edge.models rows), smallest first (manifest order)."""
+    from edge import models
+
+    return [r for r in models.list_models(directory) if r.kind == "model" and r.installed]
+
+
+def run_all_models(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = ALL_MODELS_FRAMES,
+                   limit: float = BUDGET_LIMIT, directory: str | os.PathLike[str] | None = None) -> dict:
+    """Time every installed model with one thread and recommend the largest one under ``limit`` of the budget.
+
+    Each model is timed as one stream (the per-frame cost of the inference
+    thread: preprocess, invoke, state copy, postprocess, sinks); the configured
+    state policy's cost factor (windowed runs two streams a frame) multiplies
+    the model part. The share is of the frame budget at ``cfg.fps`` (200 ms a
+    frame at 5 fps); decoding runs in the capture thread and is not counted.
+    "Largest" is manifest order (a0 < a1 < a2), which is also the order of
+    accuracy and cost.
+    """
+    from edge.engine import Engine
+    from edge.states import make_policy
+
+    rows = installed_models(directory)
+    if not rows:
+        raise EdgeError('no model installed to benchmark: run "edge models fetch a0" (or a1, a2)')
+    results = []
+    for row in rows:
+        logger.info("benchmarking %s (%d frames, 1 thread)", row.name, frames)
+        stream_cfg = cfg.model_copy(update={"name": row.path, "labels": None, "threads": 1, "ensemble": [],
+                                            "state_policy": "cumulative"})
+        engine = Engine(stream_cfg)
+        r = run_bench(stream_cfg, video, frames=frames, growth_from=frames, engine=engine)
+        window = max(2, round(cfg.window_seconds * cfg.fps))
+        cost = make_policy(cfg.state_policy, engine.model, cfg.cap_frames, window).cost
+        stream_ms = sum(r["per_frame_ms"][s] for s in MODEL_STAGES)
+        frame_ms = r["inference_ms"] + (cost - 1.0) * stream_ms
+        results.append({
+            "name": row.name,
+            "file": row.file,
+            "input": list(engine.model.input_size),
+            "sha256_status": row.status,
+            "invoke_ms": r["per_frame_ms"]["invoke"],
+            "median_invoke_ms": r["median_invoke_ms"],
+            "stream_ms": round(stream_ms, 4),
+            "policy_cost": cost,
+            "frame_ms": round(frame_ms, 4),
+            "budget_share": round(frame_ms * cfg.fps / 1000, 4),
+        })
+    fitting = [m for m in results if m["budget_share"] < limit]
+    best = fitting[-1]["name"] if fitting else None
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "board": board_name(),
+        "machine": platform.machine(),
+        "backend": r["backend"],
+        "threads": 1,
+        "fps": cfg.fps,
+        "state_policy": cfg.state_policy,
+        "video": str(video),
+        "frames": frames,
+        "limit": limit,
+        "models": results,
+        "recommended": best,
+    }
+
+
+def recommendation_text(r: dict) -> str:
+    """One sentence: which model, and why."""
+    limit = f"{r['limit'] * 100:.0f} %"
+    if r["recommended"]:
+        return (f"{r['recommended']}: the largest installed model under {limit} of the {r['fps']:g} fps budget "
+                "(the rest is headroom for capture, sinks and thermal throttling)")
+    smallest = r["models"][0]
+    return (f"none: even {smallest['name']} uses {smallest['budget_share'] * 100:.0f} % of the {r['fps']:g} fps budget "
+            f"(limit {limit}); expect dropped frames, or use a faster board")
+
+
+def format_all_models(r: dict) -> str:
+    budget_ms = 1000 / r["fps"]
+    lines = [f"edge bench --all-models: {r['board']}, {r['backend']}, 1 thread, {r['frames']} frames each of "
+             f"{Path(r['video']).name}, state policy {r['state_policy']}",
+             f"budget: {budget_ms:.0f} ms a frame at {r['fps']:g} fps (decoding is in the capture thread, not counted)",
+             f"  {'model':<6} {'input':<8} {'invoke ms':>9} {'stream ms':>9} {'policy':>6} {'frame ms':>9} {'budget':>7}"]
+    for m in r["models"]:
+        size = f"{m['input'][0]}x{m['input'][1]}"
+        lines.append(f"  {m['name']:<6} {size:<8} {m['invoke_ms']:>9.2f} {m['stream_ms']:>9.2f} "
+                     f"{'x' + format(m['policy_cost'], 'g'):>6} {m['frame_ms']:>9.2f} {m['budget_share'] * 100:>6.1f}%")
+    lines.append(f"recommended: {recommendation_text(r)}")
     return "\n".join(lines)

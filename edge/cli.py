@@ -283,8 +283,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark the pipeline stage by stage on a video file")
     p.add_argument("--video", default=None, help="video to loop (default: a shared sample clip if present)")
-    p.add_argument("--frames", type=int, default=10000, help="model frames to run (default 10000)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="model frames to run (default 10000; with --all-models 300 per model)")
     _add_model_args(p)
+    p.add_argument("--all-models", action="store_true",
+                   help="time every installed model (1 thread) and recommend the largest that fits this board; "
+                        "saved for edge doctor")
+    p.add_argument("--max-share", type=float, default=None, metavar="FRACTION",
+                   help="--all-models: largest share of the 5 fps budget a recommended model may use (default 0.5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
 
@@ -292,15 +298,35 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from edge.bench import default_video, format_bench, run_bench
+    from edge import bench
 
-    video = args.video or default_video()
+    video = args.video or bench.default_video()
     if video is None:
         raise EdgeError("no video to benchmark on: pass --video FILE")
-    if args.frames < 10:
+    frames = args.frames if args.frames is not None else (bench.ALL_MODELS_FRAMES if args.all_models else 10000)
+    if frames < 10:
         raise EdgeError("--frames must be at least 10")
-    result = run_bench(_engine_settings(args), video, frames=args.frames)
-    print(json.dumps(result) if args.json else format_bench(result))
+    if not args.all_models:
+        result = bench.run_bench(_engine_settings(args), video, frames=frames)
+        print(json.dumps(result) if args.json else bench.format_bench(result))
+        return 0
+    if args.model or args.ensemble or args.threads:
+        raise EdgeError("--all-models times every installed model with 1 thread: drop --model, --ensemble and --threads")
+    limit = args.max_share if args.max_share is not None else bench.BUDGET_LIMIT
+    if not 0 < limit <= 1:
+        raise EdgeError("--max-share must be between 0 and 1 (0.5 = half the frame budget)")
+    result = bench.run_all_models(_engine_settings(args), video, frames=frames, limit=limit)
+    try:
+        saved = bench.save_cached(result)
+    except EdgeError as err:
+        logger.warning("%s: edge doctor will not show this recommendation", err)
+        saved = None
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(bench.format_all_models(result))
+        if saved:
+            print(f"saved to {saved} (edge doctor shows the recommendation)")
     return 0
 
 

@@ -157,6 +157,11 @@ class GpioSinkConfig(SinkBase):
     blink_off: float = Field(0.5, gt=0, le=60, description="blink: seconds off")
     active_high: bool = Field(True, description="false when the load is on with the pin low")
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_on(cls, value: Any) -> Any:
+        return "on" if value is True else value  # YAML 1.1 reads an unquoted `mode: on` as true
+
 
 class ClipSinkConfig(SinkBase):
     type: Literal["clip"] = "clip"

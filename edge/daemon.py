@@ -136,6 +136,7 @@ class Daemon:
         self.ready = threading.Event()  # first inference done
         self.finished = threading.Event()  # the source ended (file without loop)
         self.exit_code = 0
+        self._shut_down = False
         self._pending: Pipeline | None = None
         self._pending_lock = threading.Lock()
         self._reload_flag = threading.Event()
@@ -211,6 +212,9 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop in order: capture, inference, end events, flush sinks. Idempotent."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.stop_event.set()
         self.notifier.stopping()
         self._stop_capture()
@@ -221,8 +225,8 @@ class Daemon:
         self._end_events("stopped")
         for r in self.runners:
             r.close(timeout=2.0)
+        self._write_status()  # before forgetting the sinks: the last status.json keeps their final counts
         self.runners = []
-        self._write_status()
         logger.info("stopped after %.0f s: %d frames, %d inferences", time.monotonic() - self.stats.started_mono,
                     self.stats.frames_in, self.stats.inferences)
 

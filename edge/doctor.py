@@ -229,6 +229,55 @@ def check_models(rows: list | None = None, directory: str | None = None) -> list
     return checks
 
 
+def _installed_model_names() -> list[str] | None:
+    """Manifest models whose file is in the model folder (no sha256: doctor stays fast); None if unknown."""
+    from edge import models
+    from edge.errors import EdgeError
+
+    try:
+        folder = models.model_dir()
+        return [e.name for e in models.load_manifest().models if (folder / e.file).is_file()]
+    except (EdgeError, OSError):
+        return None
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.1f} %" if share < 0.1 else f"{share * 100:.0f} %"
+
+
+def check_model_choice(cached: dict | None = None, path: str | None = None, board: str | None = None,
+                       installed: list[str] | None = None) -> Check:
+    """The model ``edge bench --all-models`` recommended for this board, from its saved result.
+
+    Never runs a benchmark: without a saved result it says how to get one.
+    """
+    from edge import bench
+
+    fix = "edge bench --all-models (a short run per installed model; the result is saved for doctor)"
+    if cached is None:
+        found = bench.load_cached()
+        if found is None:
+            return Check(WARN, "model choice",
+                         "run edge bench --all-models to get a model recommendation for this board", fix)
+        cached, path = found[0], str(found[1])
+    board = board if board is not None else bench.board_name()
+    installed = installed if installed is not None else _installed_model_names()
+    benched = [m["name"] for m in cached.get("models", [])]
+    shares = ", ".join(f"{m['name']} {_percent(m['budget_share'])}" for m in cached.get("models", []))
+    detail = (f"{shares} of the {cached.get('fps', 5):g} fps budget with 1 thread, {cached.get('state_policy', '?')} "
+              f"policy (bench of {str(cached.get('created', '?'))[:10]}{', ' + path if path else ''})")
+    if cached.get("board") != board:
+        return Check(WARN, "model choice", f"the saved benchmark is from {cached.get('board') or 'another board'}, "
+                     f"this is {board}", fix)
+    new = [name for name in installed or [] if name not in benched]
+    if new:
+        return Check(WARN, "model choice", f"{', '.join(new)} installed since the benchmark ({detail})", fix)
+    if not cached.get("recommended"):
+        return Check(WARN, "model choice", f"no installed model stays under {cached.get('limit', 0.5) * 100:.0f} % "
+                     f"of the budget: {detail}", "use the smallest model (a0) and expect dropped frames, or a faster board")
+    return Check(OK, "model choice", f"{cached['recommended']} recommended: {detail}")
+
+
 CheckFn = Callable[[], "Check | Iterable[Check] | None"]
 
 CHECKS: list[CheckFn] = [
@@ -241,6 +290,7 @@ CHECKS: list[CheckFn] = [
     check_tflite_runtime_python,
     check_tflite_runtime_speed,
     check_models,
+    check_model_choice,
 ]
 
 

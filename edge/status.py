@@ -90,8 +90,9 @@ def _format_line(line: str) -> str:
 
 
 def tail(path: Path, lines: int = 10, follow: bool = True, events_only: bool = False, raw: bool = False,
-         out=sys.stdout, stop=None) -> int:
+         out=None, stop=None) -> int:
     """Print the last ``lines`` lines, then follow the file across rotation until Ctrl-C."""
+    out = out if out is not None else sys.stdout  # looked up per call, not bound once at import
     if not path.exists():
         raise EdgeError(f"log file {path} does not exist yet (is the daemon running with a log sink?)")
 

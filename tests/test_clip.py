@@ -288,3 +288,20 @@ def test_disk_full_is_caught_where_opencv_does_not_report_failed_writes(frames, 
     assert d.files() == []
     st = d.sink.status()
     assert st["failed"] == 1 and "not a readable video" in st["clip_error"]
+
+
+def test_a_source_clock_restart_finishes_the_clip(frames, fps, tmp_path):
+    """A reopened camera starts its timestamps at 0 again: the clip ends there instead of waiting for its window."""
+    from edge.capture.base import Frame
+
+    d = Driver(frames, tmp_path, fps, pre_seconds=1.0, post_seconds=5.0)
+    d.play_until(5.0, {4.0: ["cook"]})
+    start, newest = d.start_t(4.0), frames[d.i - 1]
+    restarted = Frame(frames[0].pixels, 0.0, newest.seq + 1)
+    d.ring.put(restarted)
+    d.sink.emit(prediction(restarted))
+    assert d.sink.status()["recording"] is None
+    (name,) = d.files()
+    decoded, _, _ = decode(d.dir / name)
+    assert abs(len(decoded) - ((newest.t - (start - 1.0)) * fps + 1)) <= 1
+    d.sink.close()

@@ -281,3 +281,13 @@ def test_through_the_runner_stop_turns_the_pin_off(factory):
     assert runner.health()["output"] == "closed"
     assert runner.errors == 0
 
+
+
+def test_yaml_bare_on_is_the_on_mode():
+    import yaml
+
+    from edge.config import parse
+
+    cfg = parse(yaml.safe_load("watch: [{name: cook, labels: [a]}]\n"
+                               "sinks: [{type: gpio, pin: 17, rule: cook, mode: on}]\n"))
+    assert cfg.sinks[0].mode == "on"

@@ -274,8 +274,8 @@ class ClipSink(Sink):
         for frame in self.ctx.ring.last_seconds(math.inf):
             if frame.seq <= clip.last_seq:
                 continue
-            if frame.t >= clip.end - eps:
-                self._finish()
+            if frame.t >= clip.end - eps or (clip.last_t is not None and frame.t < clip.last_t):
+                self._finish()  # the window has passed (or the source restarted its clock: a reopened camera)
                 return
             if frame.t < clip.begin - eps:  # older than the window (no pre-roll available)
                 clip.last_seq = frame.seq
