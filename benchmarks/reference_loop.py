@@ -43,7 +43,7 @@ from edge import runtime
 from edge.capture.opencv import read_frames
 from edge.config import ModelConfig
 from edge.engine import Engine
-from edge.model import StreamModel, softmax, top_k
+from edge.model import StreamModel, softmax
 
 DEFAULT_CLIP = Path(__file__).resolve().parent.parent.parent / "shared" / "videos" / "flipping_a_pancake.mkv"
 FPS = 5.0
@@ -93,7 +93,7 @@ def run(video: Path, model: str, frames: int, threads: int, policy: str, block: 
 
     def ours(frame: np.ndarray) -> list:
         probs = softmax(engine.step(frame))
-        return engine.top(probs, 5)
+        return engine.top(probs, 5)  # top_k: argpartition, then sort only 5
 
     def raw(frame: np.ndarray) -> None:
         bare.invoke_only()

@@ -356,6 +356,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     samples = evaluate.load_dataset(args.dataset)
     label_map = evaluate.load_label_map(args.label_map) if args.label_map else None
+    if args.confusion:
+        evaluate.confusion_paths(args.confusion)  # refuse a bad output path before the run, not after
     engine = Engine(_engine_settings(args))
     targets = evaluate.match_labels([s.label for s in samples], engine.labels, label_map)
     report = evaluate.evaluate(samples, engine, targets, dataset=args.dataset)

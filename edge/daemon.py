@@ -304,6 +304,8 @@ class Daemon:
         cfg = self.cfg.source
         backoff = cfg.reopen_min_seconds
         fast = not source.realtime
+        # a file (even one paced in real time) may show a still scene for minutes: only a live source can freeze
+        live = source.realtime and getattr(source, "kind", None) != "file"
         last_sig: bytes | None = None
         same_since = 0.0
         need_open = self.stats.source_state == "reconnecting"
@@ -324,7 +326,7 @@ class Daemon:
                     ring.close()
                     return
                 now = time.monotonic()
-                if source.realtime:  # frozen camera: identical frames for stall_seconds
+                if live:  # frozen camera: identical frames for stall_seconds
                     sig = frame.pixels[::16, ::16].tobytes()
                     if sig == last_sig:
                         if now - same_since > cfg.stall_seconds:
@@ -485,10 +487,12 @@ class Daemon:
             engine = self.pipeline.engine if new.model == old.model else Engine(new.model)
             pipeline = self._build_pipeline(new, engine)
             runners = self._build_sinks(new, engine.labels) if new.sinks != old.sinks or engine is not self.pipeline.engine else None
+            source = self.source_factory(new) if new.source != old.source else None  # a bad kind/spec fails here
         except EdgeError as err:
-            logger.error("reload failed, still running the previous config: %s", err)
-            self.stats.last_error = f"reload: {err}"
-            self.notifier.ready(self._status_line())
+            return self._reload_failed(err)
+        if source is not None and not self._swap_source(source, new):
+            for r in runners or []:  # built, never started
+                r.close(timeout=0.1)
             return False
         with self._pending_lock:
             self._pending = pipeline
@@ -498,24 +502,46 @@ class Daemon:
             for r in runners:
                 r.start()
             self.runners = runners
-        if new.source != old.source:
-            self._stop_capture()
-            self.cfg = new
-            self.source = self.source_factory(new)
-            try:
-                self.source.open()
-                self.stats.source_state = "ok"
-            except SourceError as err:
-                logger.warning("source %s not available yet (%s): retrying", self.source.name, err)
-                self.stats.source_state = "reconnecting"
-            self.ring.clear()
-            self.ring.reopen()
-            self._start_capture()
         self.cfg = new
         changed = [name for name in ("model", "source", "smoothing", "watch", "sinks", "status")
                    if getattr(new, name) != getattr(old, name)]
         logger.info("config reloaded from %s (changed: %s)", self.config_path, ", ".join(changed) or "nothing")
         self.notifier.ready(self._status_line())
+        return True
+
+    def _reload_failed(self, err: Exception) -> bool:
+        logger.error("reload failed, still running the previous config: %s", err)
+        self.stats.last_error = f"reload: {err}"
+        self.notifier.ready(self._status_line())
+        return False
+
+    def _swap_source(self, source: FrameSource, cfg: Config) -> bool:
+        """Capture from ``source`` instead. One that cannot be opened at all (a file that is not
+        there: EdgeError) fails the reload and capture goes back to the old source; one that is
+        merely not there yet (SourceError) is retried by the capture loop like a vanished camera."""
+        self._stop_capture()
+        old_cfg, self.cfg = self.cfg, cfg  # the capture loop reads cfg.source
+        try:
+            source.open()
+            self.stats.source_state = "ok"
+        except SourceError as err:
+            logger.warning("source %s not available yet (%s): retrying", source.name, err)
+            self.stats.source_state = "reconnecting"
+        except EdgeError as err:
+            self.cfg = old_cfg
+            self._reload_failed(err)
+            try:
+                self.source.open()
+                self.stats.source_state = "ok"
+            except (SourceError, EdgeError) as again:
+                logger.warning("source %s not available yet (%s): retrying", self.source.name, again)
+                self.stats.source_state = "reconnecting"
+            self._start_capture()
+            return False
+        self.source = source
+        self.ring.clear()
+        self.ring.reopen()
+        self._start_capture()
         return True
 
     # ------------------------------------------------------------------ status

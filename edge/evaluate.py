@@ -281,21 +281,46 @@ def confusion(results: list[dict], targets: dict[str, frozenset[str]]) -> dict:
     return {"classes": classes, "counts": counts}
 
 
+CONFUSION_HEADER = "true \\ predicted"
+
+
+def confusion_paths(png: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The PNG and the CSV beside it; EdgeError before any work if they cannot or must not be written.
+
+    The CSV shares the PNG's name, so ``--confusion labels.png`` next to a
+    dataset's labels.csv would overwrite it: an existing CSV that is not a
+    confusion table is never replaced.
+    """
+    png = Path(png).expanduser()
+    if png.suffix.lower() != ".png":
+        png = png.with_name(png.name + ".png")
+    table = png.with_suffix(".csv")
+    if not png.parent.is_dir():
+        raise EdgeError(f"cannot write {png}: folder {png.parent} does not exist")
+    if table.exists():
+        try:
+            with open(table, encoding="utf-8", errors="replace") as f:
+                first = f.readline()
+        except OSError:
+            first = ""
+        if not first.startswith(CONFUSION_HEADER):
+            raise EdgeError(f"--confusion {png.name} would overwrite {table}, which is not a confusion table: "
+                            "choose another name")
+    return png, table
+
+
 def write_confusion(matrix: dict, png: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Draw the matrix as a PNG (OpenCV) and write the same counts as a CSV beside it."""
     import cv2
     import numpy as np
 
-    png = Path(png).expanduser()
-    if png.suffix.lower() != ".png":
-        png = png.with_suffix(png.suffix + ".png") if png.suffix else png.with_suffix(".png")
-    table = png.with_suffix(".csv")
+    png, table = confusion_paths(png)
     classes, counts = matrix["classes"], matrix["counts"]
     n = len(classes)
     try:
         with open(table, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["true \\ predicted", *classes])
+            w.writerow([CONFUSION_HEADER, *classes])
             for label, row in zip(classes, counts):
                 w.writerow([label, *row])
     except OSError as err:

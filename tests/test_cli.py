@@ -175,11 +175,11 @@ def test_tail_no_follow_prints_formatted_lines(capsys, log_file):
     code, out, _ = edge(capsys, "tail", "--file", str(log_file), "--no-follow")
     assert code == 0
     assert out.splitlines() == [
-        "10:00:00             status: status=started",
+        "10:00:00            status: status=started",
         "10:00:01      1.0s  carving ice 0.80; sawing wood 0.10",
         "10:00:01      1.4s  EVENT ice start score 0.54",
         "10:00:36     36.2s  EVENT ice end score 0.17 duration 34.8 s peak 0.99",
-        "10:00:40             status: status=stopped",
+        "10:00:40            status: status=stopped",
     ]
 
 

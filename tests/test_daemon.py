@@ -180,6 +180,16 @@ def test_a_frozen_camera_is_reopened_after_stall_seconds(tiny_config, recorder, 
     assert "delivers the same frame for 0 s (frozen)" in caplog.text
 
 
+def test_a_paced_file_showing_a_still_scene_is_not_taken_for_a_frozen_camera(tiny_config, recorder):
+    """Replaying a night-time incident: minutes of identical frames must not restart the file from its start."""
+    still = FakeSource(((k * 0.2, RED) for k in range(60)), realtime=True, fps=5, interval=0.01, name="file:still.mp4")
+    still.kind = "file"  # as OpenCVSource.file(..., paced=True)
+    daemon = make_daemon(tiny_config(source={"stall_seconds": 0.2, "reopen_min_seconds": 0.05}), still)
+    assert run_to_end(daemon) == 0  # 60 reads >= 0.6 s, three times stall_seconds
+    assert still.opens == 1 and daemon.stats.reopens == 0
+    assert "frozen" not in daemon.stats.last_error
+
+
 def test_a_file_source_that_disappears_stops_the_daemon_with_exit_code_1(tiny_config, recorder):
     from edge.errors import EdgeError
 
@@ -270,6 +280,36 @@ def test_reload_swaps_the_source_when_its_section_changes(tmp_path, tiny_model_p
             s.abort()
         daemon.shutdown()
     assert sources[0].closes >= 1
+
+
+def test_reload_to_a_source_that_cannot_be_opened_keeps_the_old_one(tmp_path, tiny_model_path, tiny_labels_path,
+                                                                    recorder, caplog):
+    """A valid config whose new source cannot be opened at all (the file is not there) fails the reload
+    with one error line; capture goes back to the old source and the daemon keeps running."""
+    from edge.errors import EdgeError
+
+    good = FakeSource(red_frames(), realtime=True, fps=5, interval=0.01, at_end="block", name="good")
+    missing = FakeSource([], name="file:/nowhere.mp4")
+    missing.open_errors = [EdgeError("video file /nowhere.mp4 does not exist")]
+    built = iter([good, missing])
+    base = {"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path)},
+            "sinks": [{"type": "record", "queue": 10000}], "status": {"path": str(tmp_path / "status.json")}}
+    path = write_config(tmp_path / "config.yaml", base)
+    daemon = Daemon(config.load(path), notifier=Notifier(address=""), config_path=path,
+                    source_factory=lambda _cfg: next(built))
+    with running(daemon, good):
+        assert recorder.sink.wait_for(lambda ps: len(ps) >= 3)
+        old = daemon.cfg
+        write_config(path, {**base, "source": {"kind": "file", "spec": "/nowhere.mp4"}})
+        caplog.clear()
+        assert daemon.reload() is False
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == ["reload failed, still running the previous config: video file /nowhere.mp4 does not exist"]
+        assert daemon.source is good and daemon.cfg is old
+        n = len(recorder.sink.predictions)
+        assert recorder.sink.wait_for(lambda ps: len(ps) >= n + 3), "capture did not resume on the old source"
+        assert daemon._capture_thread.is_alive() and not daemon.finished.is_set()
+    assert good.opens == 2 and missing.opens == 1
 
 
 def test_reload_without_a_config_file_changes_nothing(tiny_config, recorder, caplog):

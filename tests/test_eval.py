@@ -232,3 +232,19 @@ def test_real_model_on_the_shared_clips(real_model, shared_videos, monkeypatch, 
     assert code == 0
     assert report["n"] == 2
     assert report["top1"] == 1.0
+
+
+def test_confusion_never_overwrites_the_dataset_csv(rgb_csv, tiny_args, capsys):
+    before = rgb_csv.read_text()
+    code = cli.main(["eval", str(rgb_csv), *tiny_args, "--confusion", str(rgb_csv.with_suffix(".png"))])
+    assert code == 2
+    assert "would overwrite" in capsys.readouterr().err
+    assert rgb_csv.read_text() == before
+    assert not rgb_csv.with_suffix(".png").exists()
+
+
+def test_confusion_rewrites_its_own_csv(rgb_csv, tiny_args, tmp_path, capsys):
+    out = tmp_path / "matrix"  # no suffix: .png is added
+    for _ in range(2):
+        assert cli.main(["eval", str(rgb_csv), *tiny_args, "--confusion", str(out)]) == 0
+    assert (tmp_path / "matrix.png").is_file() and (tmp_path / "matrix.csv").is_file()

@@ -64,13 +64,15 @@ class PicameraSource:
     realtime = True
 
     def __init__(self, width: int = 640, height: int = 480, fps: float = 15.0, camera_num: int = 0,
-                 timeout: float = 5.0) -> None:
+                 timeout: float | None = None) -> None:
         if fps <= 0:
             raise ValueError("fps must be > 0")
         self.width, self.height = int(width), int(height)
         self.fps = float(fps)
         self.camera_num = camera_num
-        self.timeout = timeout  # seconds a read waits for a frame before the camera counts as stalled
+        # seconds a read waits for a frame before the camera counts as gone: a few frame periods, and
+        # under the daemon's 3 s health limit so a hung libcamera does not look like a hung daemon
+        self.timeout = timeout if timeout is not None else max(2.0, 4.0 / self.fps)
         self.camera: Any = None  # the Picamera2 object while open (the overlay sink's DRM preview may use it)
         self.config: Any = None
         self._seq = 0
