@@ -96,7 +96,7 @@ def shared_videos() -> Path:
     return path
 
 
-# --------------------------------------------------------------------------- daemon tests: a recording sink, fake sources
+# --------------------------------------------------------------------------- daemon tests: recording sink, fake sources
 
 
 class RecordingSink:

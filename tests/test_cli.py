@@ -154,8 +154,8 @@ def test_status_errors_are_one_line(capsys, tmp_path, content, needle):
 LOG_LINES = [
     {"t": None, "wall": "2026-01-02T10:00:00.000+00:00", "kind": "status", "status": "started"},
     {"t": 1.0, "wall": "2026-01-02T10:00:01.000+00:00", "kind": "prediction", "seq": 5,
-     "top": [{"label": "carving ice", "score": 0.9}], "smoothed": [{"label": "carving ice", "score": 0.8},
-                                                                  {"label": "sawing wood", "score": 0.1}], "active": []},
+     "top": [{"label": "carving ice", "score": 0.9}],
+     "smoothed": [{"label": "carving ice", "score": 0.8}, {"label": "sawing wood", "score": 0.1}], "active": []},
     {"t": 1.4, "wall": "2026-01-02T10:00:01.400+00:00", "kind": "event", "label": "ice", "rule": "ice",
      "phase": "start", "score": 0.54, "start": 1.4, "peak": 0.54, "duration": 0.0, "reason": ""},
     {"t": 36.2, "wall": "2026-01-02T10:00:36.200+00:00", "kind": "event", "label": "ice", "rule": "ice",

@@ -137,7 +137,8 @@ def test_a_vanished_camera_is_reopened_and_the_state_reset_after_a_long_gap(tiny
                      realtime=True, fps=5, interval=0.005, at_end="block")
     log = tmp_path / "edge.jsonl"
     cfg = tiny_config(source={"reopen_min_seconds": 0.05, "gap_reset_seconds": 1.0},
-                      sinks=[{"type": "record", "queue": 10000}, {"type": "log", "path": str(log), "prediction_every": 0}])
+                      sinks=[{"type": "record", "queue": 10000},
+                             {"type": "log", "path": str(log), "prediction_every": 0}])
     daemon = make_daemon(cfg, src)
     with running(daemon, src):
         assert recorder.sink.wait_for(lambda ps: ps and ps[-1].t >= after[-1][0] - 1e-6), "no predictions after the gap"
@@ -352,7 +353,7 @@ def test_overrides_win_over_the_config():
     assert [s.type for s in none.sinks] == ["log"]
 
 
-# --------------------------------------------------------------------------- the real process: signals and the real model
+# --------------------------------------------------------------------------- the real process: signals, the real model
 
 
 def edge_cmd(*args: str) -> list[str]:
@@ -444,7 +445,8 @@ def test_sighup_reloads_the_config_file_and_survives_a_broken_one(tmp_path, firs
                                 stdout=subprocess.DEVNULL, stderr=err)
     try:
         wait_for_file(proc, log, '"kind":"prediction"', timeout=15)
-        write_config(cfg, {**base, "watch": [{"name": "anything", "labels": ["red", "green", "blue"], "enter": 0.01, "exit": 0.0}]})
+        rule = {"name": "anything", "labels": ["red", "green", "blue"], "enter": 0.01, "exit": 0.0}
+        write_config(cfg, {**base, "watch": [rule]})
         proc.send_signal(signal.SIGHUP)
         wait_for_file(proc, stderr, "config reloaded", timeout=10)
         wait_for_file(proc, log, '"label":"anything"', timeout=10)  # the new rule is live
@@ -487,9 +489,6 @@ def switch_clip(tmp_path_factory) -> tuple[Path, list[float]]:
     out = tmp_path_factory.mktemp("clips") / "ice_then_pancake.mp4"
     starts = _load_clips_module().switch_video(clips, out, seconds_each=30, fps=15, size=(320, 240))
     return out, starts
-
-
-SCORED = {"label": str, "score": float}
 
 
 def _check_line(d: dict) -> None:

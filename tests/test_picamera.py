@@ -214,7 +214,8 @@ def test_time_keeps_running_across_a_reopen_so_a_gap_shows(fake_picamera2):
     src.close()
 
 
-@pytest.mark.parametrize("error", [RuntimeError("Camera frontend has timed out!"), TimeoutError(), OSError(19, "No such device")])
+@pytest.mark.parametrize("error", [RuntimeError("Camera frontend has timed out!"), TimeoutError(),
+                                   OSError(19, "No such device")])
 def test_a_raising_capture_is_a_source_error(fake_picamera2, error):
     fake_picamera2.frames = [error]
     with PicameraSource() as src:
