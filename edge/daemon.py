@@ -119,6 +119,7 @@ class Stats:
 
 
 class Daemon:
+    WAIT_FOR_SOURCE = 30.0  # seconds without a source before READY=1 is sent anyway (systemd's start timeout is 90)
     def __init__(self, cfg: Config, overrides: Overrides | None = None, config_path: str | os.PathLike[str] | None = None,
                  notifier: Notifier | None = None, source_factory: Callable[[Config], FrameSource] | None = None) -> None:
         self.overrides = overrides or Overrides()
@@ -256,6 +257,14 @@ class Daemon:
                 announced = True
                 self.notifier.ready(self._status_line())
                 logger.info("ready: %s", self._status_line())
+            elif (not announced and self.stats.source_state == "reconnecting"
+                  and now - self.stats.started_mono > self.WAIT_FOR_SOURCE):
+                # No camera at boot: tell systemd we are up (waiting) rather than let its start
+                # timeout kill us into a restart loop; the watchdog still catches a hang.
+                announced = True
+                why = f"waiting for the source: {self.stats.last_error or 'not available'}"
+                self.notifier.ready(why)
+                logger.warning("%s (started anyway; frames will be classified when it appears)", why)
             if self._reload_flag.is_set():
                 self._reload_flag.clear()
                 self.reload()
@@ -305,7 +314,8 @@ class Daemon:
         backoff = cfg.reopen_min_seconds
         fast = not source.realtime
         # a file (even one paced in real time) may show a still scene for minutes: only a live source can freeze
-        live = source.realtime and getattr(source, "kind", None) != "file"
+        # RTSP encoders may repeat a frame bit for bit on a static scene; a camera sensor's noise never does
+        live = source.realtime and getattr(source, "kind", None) not in ("file", "rtsp")
         last_sig: bytes | None = None
         same_since = 0.0
         need_open = self.stats.source_state == "reconnecting"
