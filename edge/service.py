@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.atomic import write_bytes_atomic
+
 logger = logging.getLogger(__name__)
 
 
@@ -109,16 +111,4 @@ def find_status(configured: str | None = None) -> Path | None:
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to a temp file beside ``path`` and rename it over: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".status-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_bytes_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))

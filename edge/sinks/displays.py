@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -35,6 +34,7 @@ from typing import Any, Callable, Protocol
 import cv2
 import numpy as np
 
+from edge.atomic import write_bytes_atomic
 from edge.errors import EdgeError
 
 logger = logging.getLogger(__name__)
@@ -138,18 +138,7 @@ class SnapshotDisplay(NullDisplay):
                                 [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise OSError(f"could not encode a JPEG of shape {image.shape}")
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(jpeg.tobytes())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the point is that someone else can fetch it
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_bytes_atomic(self.path, jpeg.tobytes())  # 0644: the point is that someone else can fetch it
 
     def describe(self) -> str:
         return f"snapshot:{self.path} every {self.interval:g} s"
