@@ -6,10 +6,19 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: ./install.sh [options]
+Usage: ./install.sh [options]                  development install (.venv/ here)
+       sudo ./install.sh --system [options]    the always-on service
+       sudo ./install.sh --uninstall [--purge]
 
-Creates .venv/ next to this script (if missing), installs edge into it
-(editable), and installs the MoViNet-A0 model and the Kinetics-600 labels.
+Without --system: creates .venv/ next to this script (if missing), installs edge
+into it (editable), and installs the MoViNet-A0 model and the Kinetics-600 labels.
+
+With --system: edge in /opt/edge (a venv that also sees the apt packages
+python3-picamera2 and python3-libcamera), /etc/edge/config.yaml (never
+overwritten: a changed default goes to config.yaml.new), the model in
+/var/lib/edge/models, the `edge` system user (in the video, gpio and render
+groups), the systemd unit edge.service (enabled and started) and /usr/local/bin/edge.
+Running it again changes nothing that is already right.
 
 Options:
   --dev               also install the test tools (pip install -e '.[dev]')
@@ -18,27 +27,41 @@ Options:
   --no-models         do not install any model
   --tflite-runtime    use tflite-runtime (with numpy<2) instead of ai-edge-litert;
                       done automatically when ai-edge-litert cannot be installed
-  --system            install as a system service (not yet supported)
+  --system            install as a system service (run with sudo)
+  --uninstall         stop and remove the service and /opt/edge; keeps the config
+                      (/etc/edge), the models (/var/lib/edge) and the logs (/var/log/edge)
+  --purge             with --uninstall (or alone): also remove those and the edge user
+  --root DIR          with --system/--uninstall: work in the staging root DIR (DIR/opt/edge,
+                      DIR/etc/edge, ...) and leave this machine alone: no user, no systemctl
   -h, --help          show this help
 
 Environment:
-  PYTHON              the Python to build the venv with (default python3, >= 3.11)
+  PYTHON              the Python to build the venv with (default python3, >= 3.11;
+                      with --system /usr/bin/python3, the one apt's picamera2 is for)
   EDGE_MODELS_FROM    as --models-from
-  EDGE_MODEL_DIR      where models go (default: models/ in this checkout)
+  EDGE_MODEL_DIR      where models go (default: models/ in this checkout; ignored
+                      with --system: always /var/lib/edge/models)
 
-Exit status: 0 done; 1 the venv could not be built; 2 bad usage;
-3 the venv is ready but the model could not be installed.
+Exit status: 0 done; 1 the venv could not be built (or another step failed);
+2 bad usage; 3 the venv is ready but the model could not be installed.
 EOF
 }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$ROOT/.venv"
+PYTHON_GIVEN="${PYTHON:-}"
 PYTHON="${PYTHON:-python3}"
 DEV=0
 MODELS=1
 MODELS_FROM="${EDGE_MODELS_FROM:-}"
 FORCE_TFLITE=0
 SYSTEM=0
+UNINSTALL=0
+PURGE=0
+DESTROOT=""
+PIP_CONSTRAINTS=()
+VENV_ARGS=()
+PKG_SOURCE="" # with --system: a clean copy of the package source, installed non-editable
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -59,6 +82,17 @@ parse_args() {
             --no-models) MODELS=0 ;;
             --tflite-runtime) FORCE_TFLITE=1 ;;
             --system) SYSTEM=1 ;;
+            --uninstall) UNINSTALL=1 ;;
+            --purge)
+                UNINSTALL=1
+                PURGE=1
+                ;;
+            --root)
+                (($# >= 2)) || usage_error "--root needs a folder"
+                DESTROOT="$2"
+                shift
+                ;;
+            --root=*) DESTROOT="${1#--root=}" ;;
             --models-from)
                 (($# >= 2)) || usage_error "--models-from needs a folder"
                 MODELS_FROM="$2"
@@ -78,14 +112,495 @@ parse_args() {
         [[ -d "$MODELS_FROM" ]] || usage_error "model folder $MODELS_FROM does not exist"
         MODELS_FROM="$(cd "$MODELS_FROM" && pwd)"
     fi
+    if ((UNINSTALL && DEV)); then
+        usage_error "--dev is for the development install, not with --uninstall"
+    fi
+    if [[ -n "$DESTROOT" ]]; then
+        ((SYSTEM || UNINSTALL)) || usage_error "--root goes with --system or --uninstall"
+        mkdir -p "$DESTROOT" || usage_error "cannot create the staging root $DESTROOT"
+        DESTROOT="$(cd "$DESTROOT" && pwd)"
+        [[ "$DESTROOT" != / ]] || DESTROOT=""
+    fi
 }
 
 # --------------------------------------------------------------------------- system install
-# Placeholder for the system-wide install (service user, /opt/edge, /etc/edge,
-# /var/lib/edge/models, the systemd unit). Another issue fills this in.
+# sudo ./install.sh --system: the service. Every step compares before it writes, so
+# a second run says "unchanged" for each part and changes nothing. With --root DIR
+# every path is under DIR and the live system (users, apt, systemctl) is left alone.
+
+SERVICE_USER=edge
+EXTRA_GROUPS=(gpio render) # edge.service lists video itself; these only where they exist
+APT_PACKAGES=(python3-picamera2 python3-gpiozero python3-lgpio)
+MARKER="written by install.sh" # drop-ins carrying it are ours to replace or remove
+CHANGES=0
+TMPD=""
+
+changed() {
+    CHANGES=$((CHANGES + 1))
+    say "$*"
+}
+
+live() { [[ -z "$DESTROOT" ]]; }
+
+systemd_running() { [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; }
+
+system_paths() {
+    OPT="$DESTROOT/opt/edge"
+    VENV="$OPT/venv"
+    STAMP="$OPT/installed.txt" # what the venv was built from: a rebuild only when it differs
+    DEFAULT_RECORD="$OPT/config.yaml.default" # the shipped config.yaml last installed or offered
+    ETC="$DESTROOT/etc/edge"
+    STATE="$DESTROOT/var/lib/edge"
+    MODEL_DIR="$STATE/models"
+    LOGS="$DESTROOT/var/log/edge"
+    UNIT_DIR="$DESTROOT/etc/systemd/system"
+    UNIT="$UNIT_DIR/edge.service"
+    DROPINS="$UNIT_DIR/edge.service.d"
+    LINK="$DESTROOT/usr/local/bin/edge"
+}
+
+# put_file SRC DEST MODE [GROUP]: install SRC as DEST unless DEST already has that content and mode.
+put_file() {
+    local src="$1" dest="$2" mode="$3" group="${4:-}"
+    if [[ -f "$dest" && ! -L "$dest" ]] && cmp -s "$src" "$dest" && [[ "$(stat -c %a "$dest")" == "${mode#0}" ]] &&
+        [[ -z "$group" || "$(stat -c %G "$dest")" == "$group" ]]; then
+        say "unchanged $dest"
+        return 0
+    fi
+    mkdir -p "$(dirname "$dest")"
+    local opts=(-m "$mode")
+    if [[ -n "$group" ]]; then
+        opts+=(-g "$group")
+    fi
+    install "${opts[@]}" "$src" "$dest"
+    changed "wrote $dest"
+}
+
+remove_path() {
+    if [[ -e "$1" || -L "$1" ]]; then
+        rm -rf "$1"
+        changed "removed $1"
+    fi
+}
+
+# Remove a drop-in only if install.sh wrote it; say so when it is somebody else's.
+remove_ours() {
+    if [[ ! -f "$1" ]]; then
+        return 0
+    fi
+    if grep -q "$MARKER" "$1"; then
+        rm -f "$1"
+        changed "removed $1"
+    else
+        say "left $1 alone (not written by install.sh)"
+    fi
+}
+
+# put_dropin SRC DEST: as put_file, but a drop-in somebody else wrote is left alone.
+put_dropin() {
+    if [[ -f "$2" ]] && ! grep -q "$MARKER" "$2"; then
+        say "left $2 alone (not written by install.sh)"
+        return 0
+    fi
+    put_file "$1" "$2" 0644
+}
+
+group_exists() {
+    if live; then
+        getent group "$1" >/dev/null
+    else
+        [[ -f "$DESTROOT/etc/group" ]] && grep -q "^$1:" "$DESTROOT/etc/group"
+    fi
+}
+
+in_group() { id -nG "$1" 2>/dev/null | tr ' ' '\n' | grep -qx "$2"; }
+
+system_preflight() {
+    if live && ((EUID != 0)); then
+        die "--system installs for the whole machine: run it with sudo (sudo ./install.sh --system), or stage it with --root DIR"
+    fi
+    if [[ -z "$PYTHON_GIVEN" && -x /usr/bin/python3 ]]; then
+        PYTHON=/usr/bin/python3 # the interpreter apt's python3-picamera2 is built for
+    fi
+    TMPD="$(mktemp -d)"
+    trap 'rm -rf "$TMPD"' EXIT
+}
+
+apt_packages() {
+    if ! live; then
+        say "skipping apt packages (--root)"
+        return 0
+    fi
+    local board="" pkg missing=()
+    if [[ -r /proc/device-tree/model ]]; then
+        board="$(tr -d '\0' </proc/device-tree/model)"
+    fi
+    if [[ "$board" != "Raspberry Pi"* ]] || ! command -v apt-get >/dev/null 2>&1; then
+        return 0 # not a Pi: no CSI camera stack to install
+    fi
+    for pkg in "${APT_PACKAGES[@]}"; do
+        # shellcheck disable=SC2016 # a dpkg-query format, not a shell expansion
+        if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    if ((${#missing[@]} == 0)); then
+        say "unchanged apt packages (${APT_PACKAGES[*]})"
+        return 0
+    fi
+    say "installing ${missing[*]} with apt (camera and GPIO support from Raspberry Pi OS)"
+    if apt-get install -y --no-install-recommends "${missing[@]}"; then
+        changed "installed ${missing[*]}"
+    else
+        say "warning: apt-get install ${missing[*]} failed: the CSI camera or the GPIO sink may not work; run it yourself, then ./install.sh --system again"
+    fi
+}
+
+ensure_user() {
+    if ! live; then
+        say "skipping the $SERVICE_USER user and its groups (--root: users are not touched)"
+        return 0
+    fi
+    if getent passwd "$SERVICE_USER" >/dev/null; then
+        say "unchanged user $SERVICE_USER"
+    else
+        useradd --system --user-group --home-dir /var/lib/edge --no-create-home --shell /usr/sbin/nologin \
+            --comment "edge video classification daemon" "$SERVICE_USER"
+        changed "created the system user $SERVICE_USER"
+    fi
+    local g
+    for g in video "${EXTRA_GROUPS[@]}"; do
+        if ! getent group "$g" >/dev/null; then
+            say "no $g group on this machine: skipped"
+        elif ! in_group "$SERVICE_USER" "$g"; then
+            usermod -aG "$g" "$SERVICE_USER"
+            changed "added $SERVICE_USER to group $g"
+        fi
+    done
+    # whoever ran sudo may then read the logs and the config (edge tail, edge status)
+    if [[ -n "${SUDO_USER:-}" && "$SUDO_USER" != root ]] && ! in_group "$SUDO_USER" "$SERVICE_USER"; then
+        usermod -aG "$SERVICE_USER" "$SUDO_USER"
+        changed "added $SUDO_USER to group $SERVICE_USER (reads /var/log/edge and /etc/edge/config.yaml; log in again to use it)"
+    fi
+}
+
+ensure_dirs() {
+    local d
+    for d in "$OPT" "$ETC" "$MODEL_DIR" "$LOGS" "$UNIT_DIR" "$(dirname "$LINK")"; do
+        if [[ ! -d "$d" ]]; then
+            mkdir -p "$d"
+            changed "created $d"
+        fi
+    done
+}
+
+# A clean copy of what pip needs, so nothing is built inside the checkout (build/, *.egg-info).
+stage_source() {
+    local items=(pyproject.toml edge) f
+    for f in README.md LICENSE LICENSE.txt setup.cfg setup.py MANIFEST.in; do
+        if [[ -e "$ROOT/$f" ]]; then
+            items+=("$f")
+        fi
+    done
+    mkdir -p "$1"
+    tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - "${items[@]}" | tar -C "$1" -xf -
+}
+
+# apt's python3-picamera2 (its simplejpeg) is built against apt's numpy 1.x and fails
+# to import under numpy 2 ("numpy.dtype size changed"), which the venv would otherwise get.
+pin_numpy() {
+    local v
+    v="$("$PYTHON" -c 'import numpy; print(numpy.__version__)' 2>/dev/null)" || v=""
+    if [[ "$v" == 1.* ]]; then
+        printf 'numpy<2\n' >"$TMPD/constraints.txt"
+        PIP_CONSTRAINTS=(-c "$TMPD/constraints.txt")
+        say "keeping numpy<2 in the venv: apt's numpy is $v and python3-picamera2 is built against it"
+    fi
+}
+
+program_stamp() {
+    local digest
+    digest="$(cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+    printf 'source sha256 %s\n' "$digest"
+    printf 'python %s\n' "$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+    printf 'constraints %s\n' "${PIP_CONSTRAINTS[*]:+numpy<2}"
+    printf 'tflite-runtime %s\n' "$FORCE_TFLITE"
+}
+
+venv_usable() {
+    [[ -f "$VENV/pyvenv.cfg" ]] && grep -q '^include-system-site-packages = true' "$VENV/pyvenv.cfg" &&
+        [[ "$("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)" == \
+            "$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')" ]]
+}
+
+install_program() {
+    local src="$TMPD/src" want
+    stage_source "$src"
+    pin_numpy
+    want="$(program_stamp "$src")"
+    if [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$want" ]] && venv_usable &&
+        "$VENV/bin/python" -c 'import edge' 2>/dev/null; then
+        say "unchanged $VENV (edge $("$VENV/bin/python" -c 'import edge; print(edge.__version__)'))"
+    else
+        if [[ -e "$VENV" ]] && ! venv_usable; then
+            say "$VENV was made by another Python or without the apt packages: building it again"
+            rm -rf "$VENV" "$STAMP"
+        fi
+        PKG_SOURCE="$src"
+        VENV_ARGS=(--system-site-packages) # apt's python3-picamera2 and python3-libcamera
+        make_venv
+        install_package
+        printf '%s\n' "$want" >"$STAMP"
+        changed "installed edge $("$VENV/bin/python" -c 'import edge; print(edge.__version__)') into $VENV"
+    fi
+    local target=/opt/edge/venv/bin/edge
+    if [[ -L "$LINK" && "$(readlink "$LINK")" == "$target" ]]; then
+        say "unchanged $LINK"
+    elif [[ -e "$LINK" && ! -L "$LINK" ]]; then
+        say "warning: $LINK exists and is not a link: left alone (the service does not need it)"
+    else
+        ln -sfn "$target" "$LINK"
+        changed "linked $LINK -> $target"
+    fi
+}
+
+# /etc/edge/config.yaml is the user's: never overwritten. A changed shipped default is
+# written beside it as config.yaml.new, once.
+install_config() {
+    local shipped="$ROOT/config.yaml" conf="$ETC/config.yaml" group=""
+    [[ -f "$shipped" ]] || die "$shipped is missing from this checkout: there is no default config to install"
+    if live && getent group "$SERVICE_USER" >/dev/null; then
+        group="$SERVICE_USER" # 0640 root:edge: an RTSP URL may carry a password
+    fi
+    if [[ ! -e "$conf" ]]; then
+        put_file "$shipped" "$conf" 0640 "$group"
+    elif cmp -s "$shipped" "$conf"; then
+        say "unchanged $conf"
+    elif [[ -f "$DEFAULT_RECORD" ]] && cmp -s "$shipped" "$DEFAULT_RECORD"; then
+        say "unchanged $conf (your edits are kept)"
+    elif [[ -f "$conf.new" ]] && cmp -s "$shipped" "$conf.new"; then
+        say "unchanged $conf.new (the new default, not merged into $conf yet)"
+    else
+        put_file "$shipped" "$conf.new" 0640 "$group"
+        say "the shipped default config changed: it is in $conf.new and your $conf is left as it is;" \
+            "merge what you want (diff $conf $conf.new), then delete $conf.new"
+    fi
+    put_file "$shipped" "$DEFAULT_RECORD" 0644
+}
+
+system_models() {
+    if ((!MODELS)); then
+        say "skipping the models (--no-models)"
+        return 0
+    fi
+    local args=(models fetch a0) out line
+    if [[ -n "$MODELS_FROM" ]]; then
+        args+=(--from "$MODELS_FROM")
+    fi
+    # status lines (stdout) are read here; the download progress (stderr) shows as it goes
+    if ! out="$(EDGE_MODEL_DIR="$MODEL_DIR" "$VENV/bin/edge" "${args[@]}")"; then
+        printf '%s\n' "$out"
+        printf 'install: error: the model could not be installed (see above); fix that and run the install again, or: sudo EDGE_MODEL_DIR=%s %s %s\n' \
+            "${MODEL_DIR#"$DESTROOT"}" /opt/edge/venv/bin/edge "${args[*]}" >&2
+        exit 3
+    fi
+    while IFS= read -r line; do
+        case "$line" in
+            "") ;;
+            *"already installed"*) say "unchanged $line" ;;
+            *": installed "*) changed "$line" ;;
+            *) say "$line" ;;
+        esac
+    done <<<"$out"
+}
+
+# "HOST IP" when the configured source is a network stream (IP empty for a host name).
+network_source() {
+    "$VENV/bin/python" - "$ETC/config.yaml" <<'PY'
+import ipaddress
+import sys
+from urllib.parse import urlsplit
+
+from edge.config import load
+from edge.errors import EdgeError
+
+try:
+    cfg = load(sys.argv[1])
+except EdgeError as err:
+    sys.exit(f"{err}")
+spec = cfg.source.spec or ""
+if cfg.source.kind in ("picamera2", "v4l2") or "://" not in spec or spec.startswith("file:"):
+    sys.exit(0)
+host = urlsplit(spec).hostname or ""
+try:
+    ip = str(ipaddress.ip_address(host))
+except ValueError:
+    ip = ""
+print(host, ip)
+PY
+}
+
+install_unit() {
+    put_file "$ROOT/systemd/edge.service" "$UNIT" 0644
+
+    local present=() g
+    for g in "${EXTRA_GROUPS[@]}"; do
+        if group_exists "$g"; then
+            present+=("$g")
+        fi
+    done
+    if ((${#present[@]})); then
+        printf '%s\n' "# $MARKER: the extra device groups that exist on this machine" \
+            "# (a group that does not exist would stop edge.service from starting)" \
+            "[Service]" "SupplementaryGroups=${present[*]}" >"$TMPD/groups.conf"
+        put_dropin "$TMPD/groups.conf" "$DROPINS/groups.conf"
+    else
+        say "no group ${EXTRA_GROUPS[*]} here: edge.service runs with the video group only"
+        remove_ours "$DROPINS/groups.conf"
+    fi
+
+    local net host="" ip=""
+    if ! net="$(network_source)"; then
+        say "warning: $ETC/config.yaml does not validate, so the network drop-in was not updated (edge check-config -c /etc/edge/config.yaml)"
+    elif [[ -n "$net" ]]; then
+        read -r host ip <<<"$net"
+        if [[ -n "$ip" ]]; then
+            sed "s|^IPAddressAllow=.*|IPAddressAllow=$ip|" "$ROOT/systemd/edge-network.conf" >"$TMPD/network.conf"
+            say "the source is a network stream at $ip: edge may reach that address only"
+        else
+            cp "$ROOT/systemd/edge-network.conf" "$TMPD/network.conf"
+            say "the source is a network stream at $host (a name): edge may reach the local network, not the internet"
+        fi
+        put_dropin "$TMPD/network.conf" "$DROPINS/network.conf"
+    else
+        remove_ours "$DROPINS/network.conf"
+    fi
+    if [[ -d "$DROPINS" ]]; then
+        rmdir "$DROPINS" 2>/dev/null || true # only when empty
+    fi
+}
+
+start_service() {
+    if ! live; then
+        say "skipping systemctl (--root); on the target: systemctl daemon-reload && systemctl enable --now edge"
+        return 0
+    fi
+    if ! systemd_running; then
+        say "systemd is not running here: edge was not started (on a booted system: sudo systemctl enable --now edge)"
+        return 0
+    fi
+    if ((CHANGES)); then
+        systemctl daemon-reload
+    fi
+    if ! systemctl is-enabled --quiet edge 2>/dev/null; then
+        systemctl enable --quiet edge
+        changed "enabled edge.service (starts at boot)"
+    fi
+    if systemctl is-active --quiet edge; then
+        if ((CHANGES)); then
+            systemctl restart edge
+            say "restarted edge.service"
+        else
+            say "unchanged edge.service (running)"
+        fi
+        return 0
+    fi
+    systemctl reset-failed edge 2>/dev/null || true # forget an earlier start-limit hit
+    say "starting edge.service (ready after the first inference: up to a minute on a Pi Zero)"
+    if systemctl start edge; then
+        changed "started edge.service"
+    else
+        say "warning: edge.service did not start: journalctl -u edge -n 50 says why; edge doctor checks the usual causes"
+    fi
+}
+
+system_summary() {
+    if ((CHANGES == 0 && UNINSTALL)); then
+        say "nothing to remove"
+    elif ((CHANGES == 0)); then
+        say "nothing changed: everything was already in place"
+    else
+        say "done ($CHANGES changes)"
+    fi
+    if ! live || ((UNINSTALL)); then
+        return 0
+    fi
+    cat <<'EOF'
+
+edge runs as a service. Next:
+  sudo nano /etc/edge/config.yaml     watch rules and sinks (check it: edge check-config -c /etc/edge/config.yaml)
+  sudo systemctl reload edge          apply the config without a restart
+  edge status                         what it sees now
+  edge tail                           events and predictions as they come
+  journalctl -u edge -f               the service's own log
+  edge doctor                         camera, GPIO, display, disk, model and service checks
+EOF
+}
+
 system_install() {
-    printf 'install: --system is not yet supported\n' >&2
-    exit 2
+    system_paths
+    say "installing the edge service${DESTROOT:+ into the staging root $DESTROOT}"
+    check_python
+    apt_packages
+    ensure_user
+    ensure_dirs
+    install_program
+    install_config
+    system_models
+    install_unit
+    start_service
+    system_summary
+}
+
+system_uninstall() {
+    system_paths
+    if live && ((EUID != 0)); then
+        die "--uninstall changes the whole machine: run it with sudo"
+    fi
+    say "removing the edge service${DESTROOT:+ from the staging root $DESTROOT}"
+    if ! live; then
+        say "skipping systemctl (--root)"
+    elif systemd_running; then
+        if systemctl is-enabled --quiet edge 2>/dev/null || systemctl is-active --quiet edge; then
+            systemctl disable --now --quiet edge
+            changed "stopped and disabled edge.service"
+        fi
+    fi
+    remove_path "$UNIT"
+    if ((PURGE)); then
+        remove_path "$DROPINS"
+    else
+        remove_ours "$DROPINS/groups.conf"
+        remove_ours "$DROPINS/network.conf"
+        if [[ -d "$DROPINS" ]]; then
+            rmdir "$DROPINS" 2>/dev/null || say "kept $DROPINS (your own drop-ins)"
+        fi
+    fi
+    if [[ -L "$LINK" && "$(readlink "$LINK")" == /opt/edge/* ]]; then
+        rm -f "$LINK"
+        changed "removed $LINK"
+    fi
+    remove_path "$OPT"
+    if live && systemd_running; then
+        systemctl daemon-reload
+        systemctl reset-failed edge 2>/dev/null || true
+    fi
+    if ((PURGE)); then
+        remove_path "$ETC"
+        remove_path "$STATE"
+        remove_path "$LOGS"
+        if live && getent passwd "$SERVICE_USER" >/dev/null; then
+            userdel "$SERVICE_USER"
+            changed "removed the user $SERVICE_USER"
+        fi
+        if live && getent group "$SERVICE_USER" >/dev/null; then
+            groupdel "$SERVICE_USER"
+            changed "removed the group $SERVICE_USER"
+        fi
+    else
+        say "kept $ETC (config), $STATE (models, clips) and $LOGS (logs): --purge removes them and the $SERVICE_USER user"
+    fi
+    system_summary
 }
 
 # --------------------------------------------------------------------------- venv
@@ -105,8 +620,8 @@ make_venv() {
         fi
         say "using the existing $VENV"
     else
-        say "creating $VENV with $("$PYTHON" -V 2>&1)"
-        if ! "$PYTHON" -m venv "$VENV"; then
+        say "creating $VENV with $("$PYTHON" -V 2>&1)${VENV_ARGS[*]:+ (${VENV_ARGS[*]})}"
+        if ! "$PYTHON" -m venv "${VENV_ARGS[@]}" "$VENV"; then
             rm -rf "$VENV" # never leave a venv without pip behind
             die "could not create the venv: install the venv module (sudo apt install python3-venv) and run again"
         fi
@@ -135,11 +650,15 @@ PY
 }
 
 install_package() {
-    local target="$ROOT"
+    local target="$ROOT" editable=(-e)
     if ((DEV)); then
         target="${ROOT}[dev]"
     fi
-    local pip=("$VENV/bin/python" -m pip install --quiet)
+    if [[ -n "$PKG_SOURCE" ]]; then
+        target="$PKG_SOURCE"
+        editable=()
+    fi
+    local pip=("$VENV/bin/python" -m pip install --quiet "${PIP_CONSTRAINTS[@]}")
     say "installing edge and its dependencies into $VENV (minutes on a Pi Zero)"
     if ((!FORCE_TFLITE)); then
         local litert
@@ -153,7 +672,7 @@ print(next((d.split(";")[0].strip() for d in deps if d.lower().startswith("ai-ed
 PY
 )"
         if "${pip[@]}" "$litert"; then
-            "${pip[@]}" -e "$target" || die "pip install -e $target failed: see the pip output above"
+            "${pip[@]}" "${editable[@]}" "$target" || die "pip install ${editable[*]} $target failed: see the pip output above"
             return 0
         fi
         say "ai-edge-litert cannot be installed on this platform ($(uname -m), $("$VENV/bin/python" -V 2>&1))"
@@ -163,7 +682,7 @@ PY
     mapfile -t reqs < <(requirements_without ai-edge-litert)
     "${pip[@]}" tflite-runtime 'numpy<2' "${reqs[@]}" ||
         die "could not install tflite-runtime either (it has wheels for Python <= 3.11 only): check the network and the Python version"
-    "${pip[@]}" --no-deps -e "$target" || die "pip install -e $target failed: see the pip output above"
+    "${pip[@]}" --no-deps "${editable[@]}" "$target" || die "pip install ${editable[*]} $target failed: see the pip output above"
 }
 
 # --------------------------------------------------------------------------- models
@@ -214,8 +733,14 @@ EOF
 
 main() {
     parse_args "$@"
+    if ((UNINSTALL)); then
+        system_uninstall
+        exit 0
+    fi
     if ((SYSTEM)); then
+        system_preflight
         system_install
+        exit 0
     fi
     check_python
     make_venv

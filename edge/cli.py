@@ -43,8 +43,10 @@ def setup_logging(verbose: bool = False, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else level)
-    # The TFLite C++ runtime prints its own INFO lines on stderr; quieten them.
+    # Native libraries print on stderr, past Python logging: keep them to real errors.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET: we report unreadable videos ourselves
 
 
 # --------------------------------------------------------------------------- classify

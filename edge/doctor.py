@@ -278,6 +278,289 @@ def check_model_choice(cached: dict | None = None, path: str | None = None, boar
     return Check(OK, "model choice", f"{cached['recommended']} recommended: {detail}")
 
 
+# --------------------------------------------------------------------------- the service: camera, GPIO, display, disk, unit
+# These look at the machine as the service sees it: the `edge` user's groups (read from
+# the user and group databases, so `edge doctor` run as pi or root answers for the
+# service) and the service's config (/etc/edge/config.yaml, or wherever `edge run` finds it).
+
+SERVICE_USER = "edge"
+UNIT = "edge.service"
+DISK_WARN_MB = 200
+DISK_FAIL_MB = 20
+SERVICE_FOLDERS = (("logs", "/var/log/edge"), ("state", "/var/lib/edge"))
+# V4L2 nodes of the SoC itself (codecs, ISP, CSI receivers): there with or without a camera
+SOC_V4L2 = ("bcm2835-codec", "bcm2835-isp", "pispbe", "rpivid", "rpi-hevc-dec", "rp1-cfe", "unicam")
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who a device permission is checked for: uid and every group id (primary and supplementary)."""
+
+    name: str
+    uid: int
+    gids: frozenset[int]
+
+
+GroupTable = Iterable[tuple[str, int, Iterable[str]]]  # (name, gid, members), as grp.getgrall()
+
+
+def group_table() -> list[tuple[str, int, list[str]]]:
+    import grp
+
+    return [(g.gr_name, g.gr_gid, list(g.gr_mem)) for g in grp.getgrall()]
+
+
+def account(user: str = SERVICE_USER, passwd: dict[str, tuple[int, int]] | None = None,
+            groups: GroupTable | None = None) -> Account | None:
+    """``user``'s uid and groups from the databases (or the fake ``passwd`` {name: (uid, gid)} and
+    ``groups`` tables given); None when there is no such user."""
+    if passwd is None:
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            return None
+        uid, gid = entry.pw_uid, entry.pw_gid
+    elif user in passwd:
+        uid, gid = passwd[user]
+    else:
+        return None
+    table = group_table() if groups is None else groups
+    return Account(user, uid, frozenset({gid} | {g for _name, g, members in table if user in members}))
+
+
+def current_account() -> Account:
+    import getpass
+    import os
+
+    return Account(getpass.getuser(), os.geteuid(), frozenset({os.getegid(), *os.getgroups()}))
+
+
+def can_read_write(st, who: Account) -> bool:
+    """Would ``who`` get read+write access to a file with this stat? (POSIX classes; ACLs ignored)."""
+    if who.uid == 0:
+        return True
+    if st.st_uid == who.uid:
+        return st.st_mode & 0o600 == 0o600
+    if st.st_gid in who.gids:
+        return st.st_mode & 0o060 == 0o060
+    return st.st_mode & 0o006 == 0o006
+
+
+def _group_name(gid: int, groups: GroupTable | None) -> str:
+    table = group_table() if groups is None else groups
+    return next((name for name, g, _members in table if g == gid), str(gid))
+
+
+def _service_account(user: str, passwd, groups, me: Account | None) -> tuple[Account, str]:
+    """The service user, else (not installed) whoever runs doctor, with a note saying so."""
+    found = account(user, passwd, groups)
+    if found is not None:
+        return found, ""
+    me = me or current_account()
+    return me, f" (there is no {user} user, so the service is not installed: this is for you, {me.name})"
+
+
+def service_config(path: str | None = None):
+    """The config the service runs with; the defaults when it cannot be read."""
+    from edge import config
+    from edge.errors import EdgeError
+
+    try:
+        p = Path(path) if path else config.default_path()
+        if p.exists():
+            return config.load(p)
+    except (EdgeError, OSError) as err:
+        logger.debug("doctor: config not readable: %s", err)
+    return config.Config()
+
+
+def _permission_fix(path: Path, st, who: Account, groups: GroupTable | None) -> str:
+    group = _group_name(st.st_gid, groups)
+    if st.st_mode & 0o060 == 0o060 and group != "root":
+        return f"sudo usermod -aG {group} {who.name}, then sudo systemctl restart edge (sudo ./install.sh --system does it)"
+    return (f"{path} is not group read-writable ({st.st_mode & 0o777:o}, group {group}): Raspberry Pi OS sets it with "
+            "a udev rule (package raspberrypi-sys-mods); reinstall that, or add a rule of your own")
+
+
+def _device_access(what: str, paths: list[Path], who: Account, note: str, groups: GroupTable | None,
+                   bad_status: str) -> Check:
+    bad = [p for p in paths if not can_read_write(p.stat(), who)]
+    names = ", ".join(str(p) for p in paths)
+    if not bad:
+        return Check(OK, what, f"{who.name} can read and write {names}{note}")
+    st = bad[0].stat()
+    detail = (f"{who.name} cannot read and write {', '.join(str(p) for p in bad)} "
+              f"(owner uid {st.st_uid}, group {_group_name(st.st_gid, groups)}, mode {st.st_mode & 0o777:o}){note}")
+    return Check(bad_status, what, detail, _permission_fix(bad[0], st, who, groups))
+
+
+def _camera_facts(dev: str, sysfs: str) -> list[tuple[str, str]]:
+    out = []
+    for path in sorted(Path(dev).glob("video[0-9]*"), key=lambda p: int(p.name[5:] or 0)):
+        try:
+            name = (Path(sysfs) / path.name / "name").read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            name = ""
+        out.append((str(path), name))
+    return out
+
+
+def _picamera_present() -> tuple[bool, str]:
+    try:
+        from edge.capture.picamera import camera_present
+    except ImportError as err:  # the picamera2 source is not part of this install
+        return False, f"edge has no picamera2 source here ({err})"
+    return camera_present()
+
+
+def check_camera(cfg=None, present: tuple[bool, str] | None = None, devices: list[tuple[str, str]] | None = None,
+                 dev: str = "/dev", sysfs: str = "/sys/class/video4linux") -> Check:
+    """A CSI camera (picamera2) or a V4L2 capture device, as the configured source needs."""
+    from edge.capture.base import describe_spec
+
+    cfg = cfg if cfg is not None else service_config()
+    kind, spec = cfg.source.kind, cfg.source.spec
+    if kind == "auto" and spec not in (None, "auto"):
+        kind = describe_spec(spec)
+    if kind in ("file", "rtsp"):
+        return Check(OK, "camera", f"not needed: the source is {kind} {spec}")
+    devices = devices if devices is not None else _camera_facts(dev, sysfs)
+    if kind == "v4l2":
+        want = spec or "0"
+        want = f"{dev}/video{want}" if want.isdigit() else want
+        if any(path == want for path, _name in devices):
+            return Check(OK, "camera", f"{want} (source v4l2)")
+        return Check(FAIL, "camera", f"the source is {want} but it does not exist",
+                     "plug the camera in (ls /dev/video*; v4l2-ctl --list-devices), or set source.spec")
+    present, why = present if present is not None else _picamera_present()
+    if present:
+        return Check(OK, "camera", f"{why} (picamera2)")
+    fix = ("power off, reseat the camera ribbon cable (contacts the right way round), boot, then "
+           "rpicam-hello --list-cameras; sudo apt install python3-picamera2 if it is missing")
+    if kind == "picamera2":
+        return Check(FAIL, "camera", f"no CSI camera: {why}", fix)
+    capture = [(p, n) for p, n in devices if not n.startswith(SOC_V4L2)]
+    if capture:
+        shown = ", ".join(f"{p} ({n})" if n else p for p, n in capture)
+        return Check(OK, "camera", f"V4L2 {shown}; no CSI camera ({why})")
+    soc = f"; {', '.join(p for p, _n in devices)} are the SoC's codec/ISP nodes, not cameras" if devices else ""
+    return Check(FAIL, "camera", f"no camera: {why}; no V4L2 capture device{soc}",
+                 fix + "; or plug in a USB webcam, or set source.kind to file or rtsp")
+
+
+def check_gpio(cfg=None, dev: str = "/dev", user: str = SERVICE_USER, passwd: dict[str, tuple[int, int]] | None = None,
+               groups: GroupTable | None = None, me: Account | None = None) -> Check | None:
+    """/dev/gpiochip* read-writable by the service user (through the gpio group on Raspberry Pi OS)."""
+    from edge.config import GpioSinkConfig
+
+    cfg = cfg if cfg is not None else service_config()
+    needed = any(isinstance(s, GpioSinkConfig) for s in cfg.sinks)
+    chips = sorted(Path(dev).glob("gpiochip*"))
+    if not chips:
+        if needed:
+            return Check(FAIL, "gpio", f"a gpio sink is configured but there is no {dev}/gpiochip*",
+                         "run edge on a board with GPIO (a Raspberry Pi), or remove the gpio sink")
+        return None  # a laptop: nothing to say
+    who, note = _service_account(user, passwd, groups, me)
+    return _device_access("gpio", chips, who, note, groups, FAIL if needed else WARN)
+
+
+def check_framebuffer(cfg=None, dev: str = "/dev", user: str = SERVICE_USER,
+                      passwd: dict[str, tuple[int, int]] | None = None, groups: GroupTable | None = None,
+                      me: Account | None = None) -> Check | None:
+    """The overlay sink's framebuffer (/dev/fb0) writable by the service user (group video)."""
+    from edge.config import OverlaySinkConfig
+
+    cfg = cfg if cfg is not None else service_config()
+    overlays = [s for s in cfg.sinks if isinstance(s, OverlaySinkConfig)]
+    fb = Path(overlays[0].fb_device if overlays else f"{dev}/fb0")
+    needed = any(s.display == "fbdev" for s in overlays)
+    if not fb.exists():
+        if needed:
+            return Check(FAIL, "framebuffer", f"the overlay sink draws on {fb} but it does not exist",
+                         "connect a display (HDMI/DSI/SPI) and enable its driver, or set the overlay display to snapshot")
+        return None
+    who, note = _service_account(user, passwd, groups, me)
+    return _device_access("framebuffer", [fb], who, note, groups, FAIL if needed else WARN)
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk(folders: Iterable[tuple[str, str]] = SERVICE_FOLDERS, statvfs: Callable | None = None) -> list[Check]:
+    """Free space where the service writes logs, clips and snapshots: warn < 200 MB, fail < 20 MB."""
+    import os
+
+    statvfs = statvfs or os.statvfs
+    checks = []
+    for label, folder in folders:
+        where = _existing(Path(folder))
+        st = statvfs(str(where))
+        free_mb = st.f_bavail * st.f_frsize / 1e6
+        detail = f"{free_mb:,.0f} MB free for {folder}" + ("" if where == Path(folder) else f" (on {where})")
+        fix = ("free some space: sudo journalctl --vacuum-size=50M, delete old clips in /var/lib/edge/clips, "
+               "sudo apt clean; lower max_mb/keep of the log sink and max_mb of the clip sink")
+        if free_mb < DISK_FAIL_MB:
+            checks.append(Check(FAIL, f"disk {label}", f"{detail}: logs and clips can no longer be written", fix))
+        elif free_mb < DISK_WARN_MB:
+            checks.append(Check(WARN, f"disk {label}", f"{detail}: nearly full", fix))
+        else:
+            checks.append(Check(OK, f"disk {label}", detail))
+    return checks
+
+
+def _run(args: list[str]) -> tuple[int, str, str]:
+    import subprocess
+
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return 1, "", str(err)
+    return done.returncode, done.stdout.strip(), done.stderr.strip()
+
+
+def check_service(systemctl: str | None = None, booted: bool | None = None,
+                  run: Callable[[list[str]], tuple[int, str, str]] | None = None) -> Check:
+    """edge.service: installed, enabled (starts at boot) and active (running)."""
+    import shutil
+
+    systemctl = shutil.which("systemctl") or "" if systemctl is None else systemctl
+    if not systemctl:
+        return Check(OK, "service", "systemctl not available (not a systemd system): skipped")
+    booted = Path("/run/systemd/system").is_dir() if booted is None else booted
+    run = run or _run
+    _code, enabled, _err = run([systemctl, "is-enabled", UNIT])
+    install_fix = "sudo ./install.sh --system (in the edge checkout)"
+    if not enabled or enabled == "not-found":
+        if not booted:
+            return Check(OK, "service", f"{UNIT} is not installed; systemd is not running here: skipped")
+        return Check(WARN, "service", f"{UNIT} is not installed", install_fix)
+    if not booted:
+        return Check(OK, "service", f"{UNIT} is {enabled}; systemd is not running here, so its state is unknown")
+    _code, active, _err = run([systemctl, "is-active", UNIT])
+    logs = "journalctl -u edge -n 50 says why"
+    if enabled == "masked":
+        return Check(FAIL, "service", f"{UNIT} is masked: it cannot start", "sudo systemctl unmask --now edge")
+    if active == "failed":
+        return Check(FAIL, "service", f"{UNIT} failed ({enabled})",
+                     f"{logs}; fix it (edge check-config -c /etc/edge/config.yaml), then "
+                     "sudo systemctl reset-failed edge && sudo systemctl start edge")
+    if active in ("activating", "reloading", "deactivating"):
+        return Check(WARN, "service", f"{UNIT} is {active} ({enabled})",
+                     "wait a minute (it is ready after the first inference); if it stays so, " + logs)
+    if active != "active":
+        return Check(WARN, "service", f"{UNIT} is {active or 'unknown'} ({enabled})", "sudo systemctl start edge")
+    if enabled != "enabled":
+        return Check(WARN, "service", f"{UNIT} is running but {enabled}: it will not start at boot",
+                     "sudo systemctl enable edge")
+    return Check(OK, "service", f"{UNIT} is active and enabled")
+
+
 CheckFn = Callable[[], "Check | Iterable[Check] | None"]
 
 CHECKS: list[CheckFn] = [
@@ -291,6 +574,11 @@ CHECKS: list[CheckFn] = [
     check_tflite_runtime_speed,
     check_models,
     check_model_choice,
+    check_camera,
+    check_gpio,
+    check_framebuffer,
+    check_disk,
+    check_service,
 ]
 
 

@@ -171,3 +171,186 @@ def test_cli_json(capsys, tmp_path, monkeypatch):
     assert {"status", "what", "detail", "fix"} <= set(checks[0])
     assert [c["what"] for c in checks[:5]] == ["python", "platform", "interpreter", "numpy", "opencv"]
     assert code == (1 if any(c["status"] == FAIL for c in checks) else 0)
+
+
+# --------------------------------------------------------------------------- the service: camera, GPIO, display, disk, unit
+
+
+def service_cfg(**sections):
+    from edge.config import Config
+
+    return Config.model_validate(sections)
+
+
+GPIO_SINK = {"watch": [{"name": "cooking", "labels": ["frying"]}],
+             "sinks": [{"type": "gpio", "pin": 17, "rule": "cooking"}]}
+EDGE_IDS = {"edge": (990, 990)}  # the service user: uid 990, primary group 990
+
+
+def fake_dev(tmp_path, *names, mode=0o660):
+    """A /dev stand-in holding empty files named like device nodes, owned by the test's own gid."""
+    dev = tmp_path / "dev"
+    dev.mkdir(exist_ok=True)
+    for name in names:
+        (dev / name).touch()
+        (dev / name).chmod(mode)
+    return dev
+
+
+def own_gid(path):
+    return path.stat().st_gid
+
+
+def test_camera_not_needed_for_a_stream_or_a_file():
+    found = doctor.check_camera(service_cfg(source={"kind": "rtsp", "spec": "rtsp://10.0.0.9/s"}), devices=[])
+    assert found.status == OK and "not needed" in found.detail
+    found = doctor.check_camera(service_cfg(source={"spec": "clip.mp4"}), devices=[])  # auto + a path = file
+    assert found.status == OK and "file clip.mp4" in found.detail
+
+
+def test_camera_csi_or_usb_or_none():
+    auto = service_cfg()
+    assert doctor.check_camera(auto, present=(True, "imx708"), devices=[]) == Check(OK, "camera", "imx708 (picamera2)")
+    soc = [("/dev/video10", "bcm2835-codec-decode"), ("/dev/video13", "bcm2835-isp")]
+    usb = doctor.check_camera(auto, present=(False, "libcamera lists no camera"),
+                              devices=soc + [("/dev/video0", "HD Pro Webcam C920")])
+    assert usb.status == OK and "/dev/video0 (HD Pro Webcam C920)" in usb.detail
+    none = doctor.check_camera(auto, present=(False, "libcamera lists no camera"), devices=soc)
+    assert none.status == FAIL
+    assert "/dev/video10, /dev/video13 are the SoC's codec/ISP nodes" in none.detail
+    assert "rpicam-hello --list-cameras" in none.fix and "source.kind" in none.fix
+    csi_only = doctor.check_camera(service_cfg(source={"kind": "picamera2"}), present=(False, "no ribbon"),
+                                   devices=[("/dev/video0", "HD Pro Webcam C920")])
+    assert csi_only.status == FAIL and "no ribbon" in csi_only.detail
+
+
+def test_camera_v4l2_device_named_in_the_config():
+    cfg = service_cfg(source={"kind": "v4l2", "spec": "2"})
+    assert doctor.check_camera(cfg, devices=[("/dev/video2", "cam")]).status == OK
+    missing = doctor.check_camera(cfg, devices=[("/dev/video0", "cam")])
+    assert missing.status == FAIL and "/dev/video2" in missing.detail
+
+
+def test_camera_reads_device_names_from_sysfs(tmp_path):
+    dev = fake_dev(tmp_path, "video0", "video10", "video2")
+    for name, label in (("video0", "USB Camera"), ("video10", "bcm2835-codec-decode")):
+        (tmp_path / "sys" / name).mkdir(parents=True)
+        (tmp_path / "sys" / name / "name").write_text(label + "\n")
+    assert doctor._camera_facts(str(dev), str(tmp_path / "sys")) == [
+        (f"{dev}/video0", "USB Camera"), (f"{dev}/video2", ""), (f"{dev}/video10", "bcm2835-codec-decode")]
+
+
+def test_gpio_through_the_gpio_group(tmp_path):
+    dev = fake_dev(tmp_path, "gpiochip0", "gpiochip4")
+    gid = own_gid(dev / "gpiochip0")
+    member = [("gpio", gid, ["edge"])]
+    found = doctor.check_gpio(service_cfg(**GPIO_SINK), dev=str(dev), passwd=EDGE_IDS, groups=member)
+    assert found.status == OK and "edge can read and write" in found.detail and "gpiochip4" in found.detail
+    outsider = [("gpio", gid, ["pi"])]
+    found = doctor.check_gpio(service_cfg(**GPIO_SINK), dev=str(dev), passwd=EDGE_IDS, groups=outsider)
+    assert found.status == FAIL and "group gpio" in found.detail
+    assert found.fix.startswith("sudo usermod -aG gpio edge")
+    # without a gpio sink the same problem is only a warning
+    assert doctor.check_gpio(service_cfg(), dev=str(dev), passwd=EDGE_IDS, groups=outsider).status == WARN
+
+
+def test_gpio_not_group_writable_needs_a_udev_rule(tmp_path):
+    dev = fake_dev(tmp_path, "gpiochip0", mode=0o600)
+    found = doctor.check_gpio(service_cfg(**GPIO_SINK), dev=str(dev), passwd=EDGE_IDS,
+                              groups=[("gpio", own_gid(dev / "gpiochip0"), ["edge"])])
+    assert found.status == FAIL and "udev" in found.fix and "mode 600" in found.detail
+
+
+def test_gpio_absent(tmp_path):
+    dev = fake_dev(tmp_path)
+    assert doctor.check_gpio(service_cfg(), dev=str(dev), passwd=EDGE_IDS, groups=[]) is None
+    found = doctor.check_gpio(service_cfg(**GPIO_SINK), dev=str(dev), passwd=EDGE_IDS, groups=[])
+    assert found.status == FAIL and "gpiochip" in found.detail
+
+
+def test_gpio_without_the_service_user_checks_whoever_runs_doctor(tmp_path):
+    dev = fake_dev(tmp_path, "gpiochip0")
+    gid = own_gid(dev / "gpiochip0")
+    pi = doctor.Account("pi", 1000, frozenset({1000, gid}))
+    found = doctor.check_gpio(service_cfg(), dev=str(dev), passwd={}, groups=[("gpio", gid, ["pi"])], me=pi)
+    assert found.status == OK and "no edge user" in found.detail and found.detail.startswith("pi can")
+
+
+def test_account_from_fake_tables():
+    groups = [("edge", 990, []), ("video", 44, ["edge", "pi"]), ("gpio", 997, ["pi"])]
+    assert doctor.account("edge", EDGE_IDS, groups) == doctor.Account("edge", 990, frozenset({990, 44}))
+    assert doctor.account("nobody-here", EDGE_IDS, groups) is None
+
+
+def test_framebuffer(tmp_path):
+    dev = fake_dev(tmp_path, "fb0")
+    gid = own_gid(dev / "fb0")
+    overlay = service_cfg(sinks=[{"type": "overlay", "display": "fbdev", "fb_device": str(dev / "fb0")}])
+    assert doctor.check_framebuffer(overlay, passwd=EDGE_IDS, groups=[("video", gid, ["edge"])]).status == OK
+    denied = doctor.check_framebuffer(overlay, passwd=EDGE_IDS, groups=[("video", gid, [])])
+    assert denied.status == FAIL and "usermod -aG video edge" in denied.fix
+    # the default /dev/fb0 of a dev folder, with no overlay sink: only a warning
+    assert doctor.check_framebuffer(service_cfg(), dev=str(dev), passwd=EDGE_IDS,
+                                    groups=[("video", gid, [])]).status == WARN
+    assert doctor.check_framebuffer(service_cfg(), dev=str(tmp_path), passwd=EDGE_IDS, groups=[]) is None
+    gone = service_cfg(sinks=[{"type": "overlay", "display": "fbdev", "fb_device": str(tmp_path / "fb9")}])
+    assert doctor.check_framebuffer(gone, passwd=EDGE_IDS, groups=[]).status == FAIL
+
+
+@pytest.mark.parametrize("free_mb, expected", [(5000, OK), (199, WARN), (21, WARN), (19, FAIL), (0, FAIL)])
+def test_disk_thresholds(tmp_path, free_mb, expected):
+    from types import SimpleNamespace
+
+    def statvfs(path):
+        return SimpleNamespace(f_bavail=free_mb * 1_000_000 // 4096, f_frsize=4096)
+
+    found = doctor.check_disk([("logs", str(tmp_path / "var" / "log" / "edge"))], statvfs=statvfs)
+    assert [(c.what, c.status) for c in found] == [("disk logs", expected)]
+    assert f"(on {tmp_path})" in found[0].detail  # the folder is not there yet: its parent's disk counts
+    if expected != OK:
+        assert "journalctl --vacuum-size" in found[0].fix
+
+
+def test_disk_on_this_machine(tmp_path):
+    found = doctor.check_disk([("state", str(tmp_path))])
+    assert found[0].what == "disk state" and "MB free" in found[0].detail
+
+
+def systemctl_says(enabled, active):
+    def run(args):
+        verb = args[1]
+        if verb == "is-enabled":
+            if enabled is None:
+                return 1, "", "Failed to get unit file state for edge.service: No such file or directory"
+            return (0 if enabled == "enabled" else 1), enabled, ""
+        return (0 if active == "active" else 3), active, ""
+    return run
+
+
+@pytest.mark.parametrize("enabled, active, status, words", [
+    ("enabled", "active", OK, "active and enabled"),
+    ("disabled", "active", WARN, "will not start at boot"),
+    ("enabled", "failed", FAIL, "failed"),
+    ("enabled", "activating", WARN, "activating"),
+    ("enabled", "inactive", WARN, "inactive"),
+    ("masked", "inactive", FAIL, "masked"),
+    (None, "inactive", WARN, "not installed"),
+])
+def test_service_states(enabled, active, status, words):
+    found = doctor.check_service("/bin/systemctl", booted=True, run=systemctl_says(enabled, active))
+    assert found.status == status and words in found.detail
+    if status != OK:
+        assert found.fix
+
+
+def test_service_skipped_without_systemd():
+    assert doctor.check_service("", booted=True).status == OK
+    assert "not available" in doctor.check_service("", booted=True).detail
+    found = doctor.check_service("/bin/systemctl", booted=False, run=systemctl_says("enabled", "unknown"))
+    assert found.status == OK and "not running here" in found.detail
+
+
+def test_service_checks_are_registered():
+    names = [c.__name__ for c in doctor.CHECKS]
+    for name in ("check_camera", "check_gpio", "check_framebuffer", "check_disk", "check_service"):
+        assert name in names

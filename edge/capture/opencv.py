@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Iterator
@@ -68,8 +69,7 @@ class OpenCVSource:
             if not cap.isOpened():
                 raise EdgeError(f"video file {path} could not be opened: not a video OpenCV can decode (corrupt, or an unsupported codec)")
         elif self.kind == "v4l2":
-            target: int | str = int(self.spec) if self.spec.isdigit() else self.spec
-            cap = cv2.VideoCapture(target, cv2.CAP_V4L2)
+            cap = cv2.VideoCapture(device_index(self.spec), cv2.CAP_V4L2)
             if not cap.isOpened():
                 raise SourceError(f"camera {self.spec} could not be opened")
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
@@ -162,6 +162,20 @@ class OpenCVSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def device_index(spec: str) -> int:
+    """0, /dev/video0, or a udev link such as /dev/v4l/by-id/usb-...-video-index0 -> 0.
+
+    OpenCV's V4L2 backend opens devices by index, not by path.
+    """
+    if spec.isdigit():
+        return int(spec)
+    real = os.path.realpath(spec)
+    match = re.fullmatch(r"/dev/video(\d+)", real)
+    if match is None:
+        raise EdgeError(f"camera {spec} is not a V4L2 device (expected 0, /dev/videoN or a link to one)")
+    return int(match.group(1))
 
 
 def read_frames(path: str, fps: float | None = None) -> Iterator[Frame]:
