@@ -311,3 +311,25 @@ def write_video(path: Path, colour: tuple[int, int, int], seconds: float = 2.0, 
 def make_video():
     """``make_video(path, (255, 0, 0), seconds=2.0, fps=15.0)``: write a solid-colour mp4v clip, return its path."""
     return write_video
+
+
+# --------------------------------------------------------------------------- a real full disk
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs, for disk-full tests without mocks (skip where mounting is not permitted)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -232,20 +231,6 @@ def test_low_disk_space_skips_the_clip(frames, fps, tmp_path):
     assert d.files() == []
     st = d.sink.status()
     assert st["skipped"] == 1 and "min_free_mb" in st["clip_error"]
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_disk_full_while_writing_deletes_the_partial_clip_and_keeps_going(frames, fps, tiny_disk):

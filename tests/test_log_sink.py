@@ -205,23 +205,6 @@ def test_file_size_limit_efbig_counts_keeps_events_and_resumes(tmp_path):
     assert [line["status"] for line in lines if line["kind"] == "status"] == ["started", "stopped"]
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 64 KiB tmpfs (skip where mounting is not permitted)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
-
-
 def fill(disk: Path) -> Path:
     """Fill the disk up completely with one file; returns it."""
     filler = disk / "filler"
