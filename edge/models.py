@@ -37,7 +37,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TextIO
@@ -648,6 +648,16 @@ def _finish(entry: Entry, tmp: Path, target: Path, folder: Path, sha: str, size:
 # --------------------------------------------------------------------------- fetch / install_from
 
 
+def _to_install(entries, folder: Path, force: bool, out: TextIO | None, results: list) -> Iterator:
+    """(entry, target) for each entry not already installed with the right sha256; the others go to results."""
+    for entry in entries:
+        target = folder / entry.file
+        if not force and (done := _already(entry, target, read_downloads(folder), out)):
+            results.append(done)
+            continue
+        yield entry, target
+
+
 def fetch(names: Iterable[str], directory: str | os.PathLike[str] | None = None, progress: bool = True, *,
           manifest: Manifest | str | os.PathLike[str] | None = None, force: bool = False,
           out: TextIO | None = None, timeout: float = 60.0) -> list[Result]:
@@ -661,12 +671,8 @@ def fetch(names: Iterable[str], directory: str | os.PathLike[str] | None = None,
     folder = Path(directory) if directory is not None else model_dir()
     entries = m.expand(names)
     _ensure_dir(folder)
-    results = []
-    for entry in entries:
-        target = folder / entry.file
-        if not force and (done := _already(entry, target, read_downloads(folder), out)):
-            results.append(done)
-            continue
+    results: list[Result] = []
+    for entry, target in _to_install(entries, folder, force, out, results):
         logger.debug("fetching %s from %s", entry.name, entry.url)
         with contextlib.ExitStack() as temps:
             tmp = temps.enter_context(_temp_file(folder, entry.file))
@@ -705,12 +711,8 @@ def install_from(src_dir: str | os.PathLike[str], directory: str | os.PathLike[s
         raise EdgeError(f"no model files from the manifest in {src} "
                         f"(looked for {', '.join(e.file for e in m.entries.values())})")
     _ensure_dir(folder)
-    results = []
-    for entry in entries:
-        target = folder / entry.file
-        if not force and (done := _already(entry, target, read_downloads(folder), out)):
-            results.append(done)
-            continue
+    results: list[Result] = []
+    for entry, target in _to_install(entries, folder, force, out, results):
         source = src / entry.file
         with _temp_file(folder, entry.file) as tmp:
             try:
