@@ -477,7 +477,7 @@ class Daemon:
 
     def _swap_pipeline(self, new: Pipeline, last_t: float | None) -> None:
         old = self.pipeline
-        if old is not None:
+        if old is not None and old.tracker is not new.tracker:
             ended = old.tracker.end_all(last_t or 0.0, "reload")
             if ended:
                 self._publish_events(ended, last_t or 0.0)
@@ -494,8 +494,17 @@ class Daemon:
         try:
             new = self.overrides.apply(config_mod.load(self.config_path))
             old = self.cfg
-            engine = self.pipeline.engine if new.model == old.model else Engine(new.model)
+            same_model = new.model == old.model
+            engine = self.pipeline.engine if same_model else Engine(new.model)
             pipeline = self._build_pipeline(new, engine)
+            # what did not change keeps its state: an active event (and the GPIO pin it drives)
+            # must not blink off and on because an unrelated key was edited
+            if same_model and new.smoothing == old.smoothing:
+                pipeline.smoother = self.pipeline.smoother
+            if same_model and new.watch == old.watch:
+                pipeline.tracker = self.pipeline.tracker
+            if same_model:
+                pipeline.sampler = self.pipeline.sampler
             runners = self._build_sinks(new, engine.labels) if new.sinks != old.sinks or engine is not self.pipeline.engine else None
             source = self.source_factory(new) if new.source != old.source else None  # a bad kind/spec fails here
         except EdgeError as err:

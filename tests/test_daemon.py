@@ -234,6 +234,34 @@ def test_reload_applies_an_edited_config_and_keeps_running(reload_setup, caplog)
     assert daemon.runners[0].sink is sink  # sinks unchanged: not rebuilt
 
 
+def test_reload_of_unrelated_keys_keeps_an_active_event(reload_setup):
+    # an event drives a GPIO pin: editing the smoothing or the sinks must not blink it off and on
+    daemon, path, base, sink = reload_setup
+    rule = {"name": "redness", "labels": ["red"], "enter": 0.5, "exit": 0.3}
+    write_config(path, {**base, "watch": [rule]})
+    assert daemon.reload() is True
+    assert sink.wait_for(lambda ps: any(ev.rule == "redness" and ev.phase == "start" for p in ps for ev in p.events))
+    write_config(path, {**base, "watch": [rule], "smoothing": {"alpha": 0.7}})
+    assert daemon.reload() is True
+    n = len(sink.predictions)
+    assert sink.wait_for(lambda ps: len(ps) >= n + 5)
+    assert daemon.cfg.smoothing.alpha == 0.7
+    assert [(ev.rule, ev.phase) for ev in sink.events] == [("redness", "start")]
+    assert [e["rule"] for e in daemon.snapshot()["active_events"]] == ["redness"]
+
+
+def test_reload_of_the_rules_ends_their_events(reload_setup):
+    daemon, path, base, sink = reload_setup
+    write_config(path, {**base, "watch": [{"name": "redness", "labels": ["red"], "enter": 0.5, "exit": 0.3}]})
+    assert daemon.reload() is True
+    assert sink.wait_for(lambda ps: any(ev.phase == "start" for p in ps for ev in p.events))
+    write_config(path, {**base, "watch": [{"name": "redness", "labels": ["red"], "enter": 0.6, "exit": 0.3}]})
+    assert daemon.reload() is True
+    assert sink.wait_for(lambda ps: sum(ev.phase == "start" for p in ps for ev in p.events) == 2)
+    ends = [ev for ev in sink.events if ev.phase == "end"]
+    assert [(ev.rule, ev.reason) for ev in ends] == [("redness", "reload")]
+
+
 @pytest.mark.parametrize("broken, key", [
     ({"smoothing": {"alpha": 5}}, "smoothing.alpha"),
     ({"watch": [{"name": "x", "labels": ["red"], "entr": 0.5}]}, "watch[0].entr"),
