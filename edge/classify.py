@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 def classify_file(video: str, cfg: ModelConfig, top: int = 5, every: float | None = None,
                   engine: Engine | None = None) -> dict:
     """Run a file through the engine; the final top-k and a timeline of the running top-1."""
+    if top < 1 or (every is not None and every <= 0):
+        raise ValueError("top must be >= 1 and every > 0")
     engine = engine or Engine(cfg)
     engine.reset()
     src = OpenCVSource.file(video, paced=False)

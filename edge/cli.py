@@ -56,11 +56,27 @@ def add_classify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="classify a video file (5 fps by timestamp)")
     p.add_argument("video", help="a video file OpenCV can decode (mp4, mkv, avi, ...)")
     _add_model_args(p)
-    p.add_argument("--top", type=int, default=5, metavar="K", help="how many actions to print (default 5)")
-    p.add_argument("--every", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--top", type=_positive(int), default=5, metavar="K", help="how many actions to print (default 5)")
+    p.add_argument("--every", type=_positive(float), default=None, metavar="SECONDS",
                    help="also print the running top-1 every SECONDS of video")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_classify)
+
+
+def _positive(kind):
+    """An argparse type: a number > 0 (``--every 0`` would never advance the timeline)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -98,16 +114,12 @@ def _engine_settings(args: argparse.Namespace):
     """The ``model:`` section of the default config, overridden by command-line flags."""
     from edge.config import ModelConfig
 
-    data = {}
-    for key, attr in (("name", "model"), ("labels", "labels"), ("state_policy", "state_policy"),
-                      ("cap_frames", "cap"), ("window_seconds", "window"),
-                      ("preprocess", "preprocess"), ("threads", "threads")):
-        value = getattr(args, attr, None)
-        if value is not None:
-            data[key] = value
-    if getattr(args, "ensemble", None):
-        data["ensemble"] = [m.strip() for m in args.ensemble.split(",") if m.strip()]
-    return ModelConfig.from_cli(data)
+    flags = {"name": "model", "labels": "labels", "state_policy": "state_policy", "cap_frames": "cap",
+             "window_seconds": "window", "preprocess": "preprocess", "threads": "threads", "ensemble": "ensemble"}
+    data = {key: getattr(args, attr) for key, attr in flags.items() if getattr(args, attr, None) is not None}
+    if "ensemble" in data:
+        data["ensemble"] = [m.strip() for m in data["ensemble"].split(",") if m.strip()]
+    return ModelConfig.from_cli(data, {key: "--" + attr.replace("_", "-") for key, attr in flags.items()})
 
 
 # --------------------------------------------------------------------------- models

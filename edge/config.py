@@ -61,11 +61,12 @@ class ModelConfig(Section):
         return value
 
     @classmethod
-    def from_cli(cls, data: dict[str, Any]) -> ModelConfig:
+    def from_cli(cls, data: dict[str, Any], flags: dict[str, str]) -> ModelConfig:
+        """Build from command-line values; an error names the flag (``flags``: field -> ``--flag``)."""
         try:
             return cls(**data)
         except ValidationError as err:
-            raise EdgeError(format_errors(err, prefix="--")) from None
+            raise EdgeError(format_errors(err, names=flags)) from None
 
 
 # --------------------------------------------------------------------------- source
@@ -264,7 +265,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def format_errors(err: ValidationError, prefix: str = "") -> str:
+def format_errors(err: ValidationError, names: dict[str, str] | None = None) -> str:
     """One line per problem: ``key.path: message``."""
     lines = []
     for e in err.errors(include_url=False):
@@ -276,8 +277,10 @@ def format_errors(err: ValidationError, prefix: str = "") -> str:
             msg = msg.replace("Input should be", "must be")
         elif "greater_than" in e["type"] or "less_than" in e["type"]:
             msg = msg.replace("Input should be", "must be")
-        where = f"{prefix}{loc.replace('_', '-')}" if prefix else loc
-        lines.append(f"{where}: {msg}" if where else msg)
+        if names:
+            head, _, rest = loc.partition("[")
+            loc = names.get(head, head) + (f"[{rest}" if rest else "")
+        lines.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(lines)
 
 

@@ -200,8 +200,31 @@ def test_single_label_string_becomes_a_list():
 
 
 def test_cli_errors_use_option_names():
-    with pytest.raises(EdgeError, match="--cap-frames: must be greater than or equal to 1"):
-        ModelConfig.from_cli({"cap_frames": 0})
+    with pytest.raises(EdgeError, match="--cap: must be greater than or equal to 1"):
+        ModelConfig.from_cli({"cap_frames": 0}, {"cap_frames": "--cap"})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cap", "0"], "edge: error: --cap: must be greater than or equal to 1"),
+    (["--window", "-2"], "edge: error: --window: must be greater than 0"),
+    (["--threads", "0"], "edge: error: --threads: must be greater than or equal to 1"),
+    (["--ensemble", "a0"], "edge: error: --ensemble: needs at least two models"),
+])
+def test_classify_names_the_flag_the_user_typed(argv, message, capsys):
+    from edge import cli
+
+    assert cli.main(["classify", "clip.mp4", *argv]) == 2
+    assert capsys.readouterr().err.startswith(message)
+
+
+@pytest.mark.parametrize("argv", [["--top", "0"], ["--every", "0"], ["--every", "-1"], ["--every", "x"]])
+def test_classify_rejects_counts_and_periods_that_are_not_positive(argv, capsys):
+    from edge import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["classify", "clip.mp4", *argv])
+    assert stop.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("data", [["model"], "model", 3])
