@@ -30,7 +30,7 @@ from edge.capture.base import Frame, FrameSource, SourceError, open_source
 from edge.config import Config, LogSinkConfig
 from edge.engine import Engine
 from edge.errors import EdgeError
-from edge.model import softmax, top_k
+from edge.model import softmax
 from edge.ring import FrameRing
 from edge.sampler import FrameSampler
 from edge.service import Notifier, default_status_path, write_atomic

@@ -333,3 +333,14 @@ def tiny_disk(tmp_path):
         yield disk
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+# --------------------------------------------------------------------------- logging
+
+
+@pytest.fixture(autouse=True)
+def _leave_logging_to_pytest(monkeypatch):
+    """cli.main() configures the root logger for a real process; in process, leave pytest's handlers alone."""
+    from edge import cli
+
+    monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)

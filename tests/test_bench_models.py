@@ -18,12 +18,6 @@ from edge.config import ModelConfig
 RED = (255, 0, 0)
 
 
-@pytest.fixture(autouse=True)
-def _no_logging_setup(monkeypatch):
-    """main() configures the root logger for a real process; in process, leave pytest's handlers alone."""
-    monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
-
-
 @pytest.fixture
 def store(tmp_path, monkeypatch, tiny_model_path, tiny_labels_path) -> Path:
     """A manifest of three tiny models (t0, t1 installed; t2 not) and its model folder, set in the environment."""

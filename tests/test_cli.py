@@ -18,12 +18,6 @@ from edge import cli
 RED = (255, 0, 0)
 
 
-@pytest.fixture(autouse=True)
-def quiet_logging(monkeypatch):
-    """main() configures the root logger for a real process; in process, leave pytest's handlers alone."""
-    monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
-
-
 def edge(capsys, *argv: str) -> tuple[int, str, str]:
     code = cli.main(list(argv))
     out, err = capsys.readouterr()

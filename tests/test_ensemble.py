@@ -21,12 +21,6 @@ BUFFER = "state_block0_layer0_stream_buffer"  # the tiny model's last two frames
 COLOUR = {RED: "R", GREEN: "G", BLUE: "B", (0, 0, 0): "-"}
 
 
-@pytest.fixture(autouse=True)
-def _no_logging_setup(monkeypatch):
-    """main() configures the root logger for a real process; in process, leave pytest's handlers alone."""
-    monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
-
-
 @pytest.fixture
 def pair(tiny_model_path, tiny_labels_path):
     return [StreamModel(tiny_model_path, tiny_labels_path) for _ in range(2)]

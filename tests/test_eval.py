@@ -17,12 +17,6 @@ from edge.errors import EdgeError
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
 
-@pytest.fixture(autouse=True)
-def _no_logging_setup(monkeypatch):
-    """main() configures the root logger for a real process; in process, leave pytest's handlers alone."""
-    monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
-
-
 @pytest.fixture
 def tiny_args(tiny_model_path, tiny_labels_path) -> list[str]:
     return ["--model", str(tiny_model_path), "--labels", str(tiny_labels_path)]

@@ -8,14 +8,12 @@ tmpfs where mounting is permitted (ENOSPC).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from edge.config import LogSinkConfig
 from edge.engine import Scored
