@@ -204,10 +204,40 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     path = _config_file(args.config)
     cfg = config.load(path)
+    _check_rule_labels(cfg, path)
     rules = ", ".join(r.name for r in cfg.watch) or "none"
     sinks = ", ".join(s.type for s in cfg.sinks) or "none"
-    print(f"{path}: ok (model {cfg.model.name}, source {cfg.source.kind}, rules: {rules}, sinks: {sinks})")
+    model = f"ensemble {' + '.join(cfg.model.ensemble)}" if cfg.model.ensemble else cfg.model.name
+    print(f"{path}: ok (model {model}, source {cfg.source.kind}, rules: {rules}, sinks: {sinks})")
     return 0
+
+
+def _check_rule_labels(cfg, path) -> None:
+    """Watch-rule labels against the model's label file, so a typo is caught before a restart.
+
+    Reads only the label file (no interpreter is loaded): quick enough for ExecStartPre.
+    """
+    from edge import models
+    from edge.smoothing import RuleTracker
+
+    if not cfg.watch:
+        return
+    try:
+        _, labels_path = models.resolve(cfg.model.ensemble[0] if cfg.model.ensemble else cfg.model.name,
+                                        cfg.model.labels)
+    except EdgeError as err:  # a missing model is `edge doctor`'s and the daemon's to report
+        print(f"{path}: warning: watch-rule labels not checked ({err})", file=sys.stderr)
+        return
+    if labels_path is None:  # a custom model without a label file: its classes are class_0, class_1, ...
+        return
+    try:
+        labels = [line.strip() for line in labels_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise EdgeError(f"{path}: cannot read label file {labels_path}: {err}") from None
+    try:
+        RuleTracker(cfg.watch, labels)
+    except EdgeError as err:
+        raise EdgeError(f"{path}: {err}") from None
 
 
 def add_config(sub: argparse._SubParsersAction) -> None:

@@ -217,3 +217,23 @@ def test_classify_a_bad_file_is_one_error_line_and_exit_2(tmp_path, tiny_model_p
     assert len(errors) == 1, proc.stderr
     assert needle in errors[0] and str(video) in errors[0]
     assert proc.stdout == ""
+
+
+def test_check_config_catches_a_misspelt_watch_label(tmp_path, tiny_model_path, tiny_labels_path, capsys):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"model: {{name: {tiny_model_path}, labels: {tiny_labels_path}}}\n"
+                   "watch:\n  - name: stop\n    labels: [redd]\n", encoding="utf-8")
+    code, out, err = edge(capsys, "check-config", "-c", str(cfg))
+    assert code == 2
+    assert error_line(err) == (f"edge: error: {cfg}: watch rule 'stop': label 'redd' is not a label of this model "
+                               "(did you mean 'red'?)")
+
+
+def test_check_config_without_the_model_checks_the_rest_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGE_MODEL_DIR", str(tmp_path / "no-models"))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("watch:\n  - name: cook\n    labels: [flipping pancake]\n", encoding="utf-8")
+    code, out, err = edge(capsys, "check-config", "-c", str(cfg))
+    assert code == 0
+    assert "warning: watch-rule labels not checked (model a0 is not installed" in err
+    assert out.startswith(f"{cfg}: ok")
