@@ -218,6 +218,7 @@ def _check_rule_labels(cfg, path) -> None:
     Reads only the label file (no interpreter is loaded): quick enough for ExecStartPre.
     """
     from edge import models
+    from edge.labels import read_labels
     from edge.smoothing import RuleTracker
 
     if not cfg.watch:
@@ -231,11 +232,7 @@ def _check_rule_labels(cfg, path) -> None:
     if labels_path is None:  # a custom model without a label file: its classes are class_0, class_1, ...
         return
     try:
-        labels = [line.strip() for line in labels_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as err:
-        raise EdgeError(f"{path}: cannot read label file {labels_path}: {err}") from None
-    try:
-        RuleTracker(cfg.watch, labels)
+        RuleTracker(cfg.watch, read_labels(labels_path))
     except EdgeError as err:
         raise EdgeError(f"{path}: {err}") from None
 

@@ -16,7 +16,6 @@ A video that cannot be read is listed as an error and left out of the accuracy.
 from __future__ import annotations
 
 import csv
-import difflib
 import logging
 import os
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from edge.errors import EdgeError
+from edge.labels import LabelIndex
 
 logger = logging.getLogger(__name__)
 
@@ -119,27 +119,24 @@ def load_label_map(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     return groups
 
 
-def _find(name: str, labels: set[str], lower: dict[str, str]) -> str | None:
-    """The model label ``name`` means: exact, with underscores as spaces, or ignoring case."""
+def _find(name: str, index: LabelIndex) -> str | None:
+    """The model label ``name`` means: as written, or with underscores as spaces (folder names)."""
     for candidate in (name, name.replace("_", " ")):
-        if candidate in labels:
-            return candidate
-    for candidate in (name, name.replace("_", " ")):
-        if candidate.lower() in lower:
-            return lower[candidate.lower()]
+        i = index.find(candidate)
+        if i is not None:
+            return index.labels[i]
     return None
 
 
-def _suggest(name: str, labels: list[str]) -> str:
-    close = difflib.get_close_matches(name.replace("_", " ").lower(), [x.lower() for x in labels], n=3, cutoff=0.6)
-    by_lower = {x.lower(): x for x in labels}
-    return f" (did you mean {', '.join(repr(by_lower[c]) for c in close)}?)" if close else ""
+def _suggest(name: str, index: LabelIndex) -> str:
+    close = index.close(name.replace("_", " "))
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def match_labels(dataset_labels: list[str], model_labels: list[str],
                  label_map: dict[str, list[str]] | None = None) -> dict[str, frozenset[str]]:
     """For each dataset label, the model labels a correct top-1 may be; EdgeError lists the unknown ones."""
-    known, lower = set(model_labels), {x.lower(): x for x in model_labels}
+    index = LabelIndex(model_labels)
     groups = dict(label_map or {})
     targets: dict[str, frozenset[str]] = {}
     unknown, bad_targets = [], []
@@ -148,16 +145,16 @@ def match_labels(dataset_labels: list[str], model_labels: list[str],
         if group is not None:
             found = []
             for target in group:
-                hit = _find(target, known, lower)
+                hit = _find(target, index)
                 if hit is None:
-                    bad_targets.append(f"{target!r}{_suggest(target, model_labels)}")
+                    bad_targets.append(f"{target!r}{_suggest(target, index)}")
                 else:
                     found.append(hit)
             targets[label] = frozenset(found)
             continue
-        hit = _find(label, known, lower)
+        hit = _find(label, index)
         if hit is None:
-            unknown.append(f"{label!r}{_suggest(label, model_labels)}")
+            unknown.append(f"{label!r}{_suggest(label, index)}")
         else:
             targets[label] = frozenset([hit])
     if bad_targets:

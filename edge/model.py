@@ -27,6 +27,7 @@ import numpy as np
 
 from edge import runtime
 from edge.errors import EdgeError
+from edge.labels import read_labels
 from edge.preprocess import InputSpec, Preprocessor
 
 logger = logging.getLogger(__name__)
@@ -65,16 +66,7 @@ def load_labels(path: str | os.PathLike[str] | None, count: int, model_path: str
     """The label file's lines; it must have exactly one line per logit."""
     if path is None:
         return [f"class_{i}" for i in range(count)]
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EdgeError(f"label file {path} does not exist: pass --labels FILE (one class a line)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise EdgeError(f"cannot read label file {path}: {err}") from None
-    labels = [line.strip() for line in text.splitlines()]
-    while labels and not labels[-1]:
-        labels.pop()
+    labels = read_labels(path)
     if len(labels) != count:
         raise EdgeError(
             f"label file {path} has {len(labels)} labels but model {Path(model_path).name} has {count} outputs: "

@@ -12,7 +12,6 @@ outputs and the tests are literal tables.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections import deque
 from dataclasses import asdict, dataclass, replace
@@ -22,6 +21,7 @@ import numpy as np
 
 from edge.config import SmoothingConfig, WatchRule
 from edge.errors import EdgeError
+from edge.labels import LabelIndex
 
 logger = logging.getLogger(__name__)
 
@@ -171,32 +171,22 @@ class _RuleState:
         self.cooldown_until = float("-inf")
 
 
-def _label_indices(rule: WatchRule, labels: list[str]) -> list[int]:
-    exact = {label: i for i, label in enumerate(labels)}
-    folded: dict[str, int] = {}
-    for i, label in enumerate(labels):
-        folded.setdefault(label.strip().casefold(), i)
+def _label_indices(rule: WatchRule, index: LabelIndex) -> list[int]:
     indices: list[int] = []
     for wanted in rule.labels:
-        index = exact.get(wanted)
-        if index is None:
-            index = folded.get(wanted.strip().casefold())
-        if index is None:
+        i = index.find(wanted)
+        if i is None:
             raise EdgeError(f"watch rule {rule.name!r}: label {wanted!r} is not a label of this model "
-                            f"({_suggest(wanted, labels)})")
-        if index not in indices:  # 'Pancake' and 'pancake' in one rule count once
-            indices.append(index)
+                            f"({_suggest(index.close(wanted))})")
+        if i not in indices:  # 'Pancake' and 'pancake' in one rule count once
+            indices.append(i)
     return indices
 
 
-def _suggest(wanted: str, labels: list[str]) -> str:
-    by_folded: dict[str, str] = {}
-    for label in labels:
-        by_folded.setdefault(label.casefold(), label)
-    close = difflib.get_close_matches(wanted.strip().casefold(), list(by_folded), n=3, cutoff=0.6)
+def _suggest(close: list[str]) -> str:
     if not close:
         return "check the spelling against the model's label file"
-    names = [repr(by_folded[c]) for c in close]
+    names = [repr(c) for c in close]
     if len(names) == 1:
         return f"did you mean {names[0]}?"
     return f"did you mean {', '.join(names[:-1])} or {names[-1]}?"
@@ -234,7 +224,8 @@ class RuleTracker:
         if dupes:
             raise EdgeError(f"watch: rule names must be unique, repeated: {', '.join(dupes)}")
         self.labels = list(labels)
-        self._states = {rule.name: _RuleState(rule, _label_indices(rule, self.labels)) for rule in rules}
+        index = LabelIndex(self.labels)
+        self._states = {rule.name: _RuleState(rule, _label_indices(rule, index)) for rule in rules}
 
     @property
     def rules(self) -> list[WatchRule]:
