@@ -74,7 +74,7 @@ class Pipeline:
     smoother: Smoother
     tracker: RuleTracker
     sampler: FrameSampler
-    top: int = 5
+    top: int  # labels ranked per prediction: as many as the most any sink shows (status.json shows 3)
 
 
 @dataclass
@@ -157,8 +157,9 @@ class Daemon:
 
     def _build_pipeline(self, cfg: Config, engine: Engine | None = None) -> Pipeline:
         engine = engine or Engine(cfg.model)
+        top = max([3] + [s.top for s in cfg.sinks if isinstance(getattr(s, "top", None), int)])
         return Pipeline(engine=engine, smoother=Smoother.from_config(cfg.smoothing),
-                        tracker=RuleTracker(cfg.watch, engine.labels), sampler=FrameSampler(cfg.model.fps))
+                        tracker=RuleTracker(cfg.watch, engine.labels), sampler=FrameSampler(cfg.model.fps), top=top)
 
     def _build_sinks(self, cfg: Config, labels: list[str]) -> list[SinkRunner]:
         ctx = SinkContext(labels=labels, ring=self.ring, source_fps=lambda: getattr(self.source, "fps", 0.0) or 0.0,
@@ -432,10 +433,9 @@ class Daemon:
         smoothed = p.smoother.update(probs)
         events = p.tracker.update(frame.t, smoothed)
         times = p.engine.times
-        k = max(p.top, 3)
         pred = Prediction(
-            t=frame.t, wall=time.time(), seq=frame.seq, probs=probs, top=p.engine.top(probs, k),
-            smoothed=smoothed, smoothed_top=p.engine.top(smoothed, k), scores=p.tracker.scores(smoothed),
+            t=frame.t, wall=time.time(), seq=frame.seq, probs=probs, top=p.engine.top(probs, p.top),
+            smoothed=smoothed, smoothed_top=p.engine.top(smoothed, p.top), scores=p.tracker.scores(smoothed),
             events=events, active=p.tracker.active(), frame=frame,
             model_fps=Stats.rate(self.stats.infer_times), drops=self.ring.dropped + self.stats.overrun_drops)
         for r in self.runners:

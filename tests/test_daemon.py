@@ -574,3 +574,17 @@ def test_end_to_end_events_for_both_actions_in_order(tmp_path, real_model, switc
     snap = json.loads(status.read_text())
     assert snap["model"]["inferences"] >= 5 * 55  # ~60 s of video at 5 fps
     assert snap["drops"]["ring"] == 0 and snap["drops"]["overrun"] == 0
+
+
+def test_a_sink_gets_as_many_labels_as_it_is_configured_to_show(tmp_path, real_model):
+    # the log sink allows top up to 20: a prediction must carry that many, not a fixed 5
+    model, labels = real_model
+    log = tmp_path / "edge.jsonl"
+    cfg = config.parse({"model": {"name": str(model), "labels": str(labels)},
+                        "sinks": [{"type": "log", "path": str(log), "prediction_every": 0, "top": 12}],
+                        "status": {"path": str(tmp_path / "status.json")}})
+    src = FakeSource(red_frames(count=5), realtime=False)
+    assert run_to_end(make_daemon(cfg, src)) == 0
+    predictions = [line for line in parse_log(log) if line["kind"] == "prediction"]
+    assert len(predictions) == 5
+    assert all(len(p["top"]) == 12 and len(p["smoothed"]) == 12 for p in predictions)
