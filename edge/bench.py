@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.atomic import write_bytes_atomic
 from edge.errors import EdgeError
 
 if TYPE_CHECKING:
@@ -56,12 +57,9 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 def default_video() -> Path | None:
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here.parent / "shared" / "videos" / "flipping_a_pancake.mkv",
-                      here / "tests" / "fixtures" / "sample.mp4"):
-        if candidate.exists():
-            return candidate
-    return None
+    """The shared pancake clip beside a checkout (the dev machine and CI), or None: then --video is needed."""
+    candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "videos" / "flipping_a_pancake.mkv"
+    return candidate if candidate.exists() else None
 
 
 def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 10000,
@@ -228,10 +226,7 @@ def save_cached(result: dict, path: Path | None = None) -> Path:
     path = path or cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, json.dumps(result, indent=1).encode("utf-8"))
     except OSError as err:
         raise EdgeError(f"cannot save the benchmark to {path}: {err.strerror or err}") from None
     return path
