@@ -67,10 +67,6 @@ class Engine:
             raise
 
     @property
-    def name(self) -> str:
-        return "+".join(self.cfg.ensemble) if self.ensemble else self.cfg.name
-
-    @property
     def times(self):
         """Stage times of the last step (an ensemble: of the member that took the last frame)."""
         if self.ensemble is not None:

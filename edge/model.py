@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,6 @@ class StageTimes:
     preprocess: float = 0.0
     invoke: float = 0.0
     state_copy: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def load_labels(path: str | os.PathLike[str] | None, count: int, model_path: str | os.PathLike[str] = "model") -> list[str]:
@@ -240,9 +239,6 @@ class StreamModel:
     @property
     def name(self) -> str:
         return self.path.name
-
-    def state_bytes(self) -> int:
-        return sum(int(np.prod(s.shape)) * s.dtype.itemsize for s in self.states)
 
     def clone(self) -> StreamModel:
         """Another interpreter on the same file, with its own state (for windowed/ensemble)."""
