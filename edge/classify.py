@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-
 from edge.capture.opencv import OpenCVSource
 from edge.config import ModelConfig
 from edge.engine import Engine
+from edge.errors import EdgeError
 from edge.model import softmax
 from edge.sampler import FrameSampler
 
@@ -37,8 +37,6 @@ def classify_file(video: str, cfg: ModelConfig, top: int = 5, every: float | Non
                 while next_mark <= frame.t + 1e-6:
                     next_mark += every
     if logits is None:
-        from edge.errors import EdgeError
-
         raise EdgeError(f"video file {video} has no decodable frames")
     probs = softmax(logits)
     return {

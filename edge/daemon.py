@@ -26,7 +26,7 @@ import numpy as np
 
 from edge import config as config_mod
 from edge import sinks as sink_registry
-from edge.capture.base import Frame, FrameSource, SourceError, open_source
+from edge.capture.base import Frame, FrameSource, SourceError, describe_spec, open_source
 from edge.config import Config, LogSinkConfig
 from edge.engine import Engine
 from edge.errors import EdgeError
@@ -53,8 +53,6 @@ class Overrides:
     def apply(self, cfg: Config) -> Config:
         cfg = cfg.model_copy(deep=True)
         if self.source:
-            from edge.capture.base import describe_spec
-
             cfg.source.kind = describe_spec(self.source)
             cfg.source.spec = None if self.source in ("auto", "picamera2") else self.source
         if self.log:
@@ -244,9 +242,9 @@ class Daemon:
         return self.exit_code
 
     def _install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
-        signal.signal(signal.SIGHUP, lambda *_: self._reload_flag.set())
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
 
     def _serve(self) -> None:
         cfg = self.cfg.status
