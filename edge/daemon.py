@@ -419,9 +419,7 @@ class Daemon:
         p.smoother.reset()
         p.sampler.reset()
         self.stats.resets += 1
-        ended = p.tracker.end_all(t, "reset")
-        if ended:
-            self._publish_events(ended, t)
+        self._end_all(p.tracker, t, "reset")
 
     def _infer(self, p: Pipeline, frame: Frame) -> None:
         t0 = time.monotonic()
@@ -464,21 +462,20 @@ class Daemon:
         for r in self.runners:
             r.submit(pred)
 
-    def _end_events(self, reason: str) -> None:
-        p = self.pipeline
-        if p is None:
-            return
-        t = self._last.t if self._last else 0.0
-        ended = p.tracker.end_all(t, reason)
+    def _end_all(self, tracker: RuleTracker, t: float, reason: str) -> None:
+        """End the tracker's active events and send the end events to the sinks."""
+        ended = tracker.end_all(t, reason)
         if ended:
             self._publish_events(ended, t)
+
+    def _end_events(self, reason: str) -> None:
+        if self.pipeline is not None:
+            self._end_all(self.pipeline.tracker, self._last.t if self._last else 0.0, reason)
 
     def _swap_pipeline(self, new: Pipeline, last_t: float | None) -> None:
         old = self.pipeline
         if old is not None and old.tracker is not new.tracker:
-            ended = old.tracker.end_all(last_t or 0.0, "reload")
-            if ended:
-                self._publish_events(ended, last_t or 0.0)
+            self._end_all(old.tracker, last_t or 0.0, "reload")
         self.pipeline = new
 
     # ------------------------------------------------------------------ reload
