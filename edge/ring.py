@@ -63,6 +63,12 @@ class FrameRing:
                 self._cond.notify_all()
             return out
 
+    def since(self, seq: int) -> list[Frame]:
+        """Frames with a sequence number above ``seq``, oldest first: no waiting, and the
+        inference thread's read cursor (what counts as dropped) is left alone. For sinks."""
+        with self._cond:
+            return [f for f in self._frames if f.seq > seq]
+
     def _has_newer(self, seq: int) -> bool:
         return bool(self._frames) and self._frames[-1].seq > seq
 

@@ -195,3 +195,15 @@ def test_wait_for_room_gives_up_when_stopped():
     stop.set()
     th.join(5)
     assert not th.is_alive()
+
+
+def test_since_reads_without_waiting_or_moving_the_reader():
+    # a sink (the clip sink) reads the newest frames; the inference thread's cursor and the drop count stay put
+    ring = FrameRing(3)
+    for seq in (1, 2, 3):
+        ring.put(frame(seq))
+    assert [f.seq for f in ring.since(1)] == [2, 3]
+    assert ring.since(3) == []
+    assert ring.unread() == 3
+    ring.put(frame(4))  # pushes out seq 1, which the reader never took
+    assert ring.dropped == 1

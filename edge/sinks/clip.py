@@ -6,8 +6,8 @@ frame ring before the start, then the frames that arrive afterwards until
 ``post_seconds`` after the start: the clip is the source time window
 ``[start - pre_seconds, start + post_seconds)``. Predictions arrive at the model
 rate (~5 fps) only, so on each one the sink reads from the ring every frame
-newer than the last one it wrote (it reads with ``last_seconds``, never with
-``newer``, which is the inference thread's cursor). Frames are written at the
+newer than the last one it wrote (``ring.since``, which leaves the inference
+thread's read cursor alone). Frames are written at the
 source's frame rate (``ctx.source_fps()``, else the spacing measured in the
 ring).
 
@@ -271,9 +271,7 @@ class ClipSink(Sink):
                 self._abandon(f"{free:.0f} MB free on {self.dir}, below min_free_mb {self.cfg.min_free_mb:.0f}")
                 return
         eps = 0.25 / clip.fps
-        for frame in self.ctx.ring.last_seconds(math.inf):
-            if frame.seq <= clip.last_seq:
-                continue
+        for frame in self.ctx.ring.since(clip.last_seq):
             if frame.t >= clip.end - eps or (clip.last_t is not None and frame.t < clip.last_t):
                 self._finish()  # the window has passed (or the source restarted its clock: a reopened camera)
                 return
