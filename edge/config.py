@@ -239,12 +239,12 @@ class Config(Section):
 def _check_plugin(i: int, kind: str) -> None:
     """A sink type that is neither built in nor an installed ``edge.sinks`` plug-in is a typo."""
     import difflib
-    import importlib.metadata
 
-    plugins = {ep.name for ep in importlib.metadata.entry_points(group="edge.sinks")}
-    if kind in plugins:
+    from edge import sinks  # the registry: built-in names and installed plug-ins
+
+    known = sinks.known()
+    if kind in known:
         return
-    known = sorted(set(BUILTIN_SINKS) | plugins)
     close = difflib.get_close_matches(kind, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ValueError(f"sinks[{i}].type: unknown sink type {kind!r} (known: {', '.join(known)}){hint}")
