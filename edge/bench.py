@@ -67,22 +67,18 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
     import numpy as np
 
     from edge.capture.opencv import OpenCVSource
-    from edge.config import LogSinkConfig, SmoothingConfig
+    from edge.config import Config, LogSinkConfig
+    from edge.daemon import Pipeline
     from edge.engine import Engine
-    from edge.model import softmax
-    from edge.sampler import FrameSampler
     from edge.sinks import build as build_sink
-    from edge.sinks.base import Prediction, SinkContext
-    from edge.smoothing import RuleTracker, Smoother
+    from edge.sinks.base import SinkContext
 
     engine = engine or Engine(cfg)
     src = OpenCVSource.file(str(video), loop=True, paced=False)
-    sampler = FrameSampler(cfg.fps)
-    smoother = Smoother.from_config(SmoothingConfig())
-    tracker = RuleTracker([], engine.labels)
     tmp = tempfile.TemporaryDirectory(prefix="edge-bench-")
-    runner = build_sink(LogSinkConfig(path=str(Path(tmp.name) / "bench.jsonl"), prediction_every=0),
-                        SinkContext(labels=engine.labels))
+    log = LogSinkConfig(path=str(Path(tmp.name) / "bench.jsonl"), prediction_every=0)
+    pipeline = Pipeline.build(Config(model=cfg, sinks=[log]), engine)  # what the daemon's inference thread runs
+    runner = build_sink(log, SinkContext(labels=engine.labels))
     runner.start()
     totals = dict.fromkeys(STAGES, 0.0)
     per_frame_total: list[float] = []
@@ -91,7 +87,7 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
     n = 0
     try:
         with src:
-            it = src.sampled(sampler.accept)
+            it = src.sampled(pipeline.sampler.accept)
             while n < frames:
                 t0 = time.perf_counter()
                 frame = next(it, None)
@@ -100,11 +96,7 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
                     raise EdgeError(f"video file {video} has no decodable frames")
                 logits = engine.step(frame.pixels)
                 t2 = time.perf_counter()
-                probs = softmax(logits)
-                smoothed = smoother.update(probs)
-                events = tracker.update(frame.t, smoothed)
-                pred = Prediction(t=frame.t, wall=time.time(), seq=frame.seq, probs=probs, top=engine.top(probs, 5),
-                                  smoothed=smoothed, smoothed_top=engine.top(smoothed, 5), events=events, frame=frame)
+                pred = pipeline.predict(frame, logits)
                 t3 = time.perf_counter()
                 runner.submit(pred)
                 t4 = time.perf_counter()

@@ -74,6 +74,23 @@ class Pipeline:
     sampler: FrameSampler
     top: int  # labels ranked per prediction: as many as the most any sink shows (status.json shows 3)
 
+    @classmethod
+    def build(cls, cfg: Config, engine: Engine | None = None) -> Pipeline:
+        engine = engine or Engine(cfg.model)
+        top = max([3] + [s.top for s in cfg.sinks if isinstance(getattr(s, "top", None), int)])
+        return cls(engine=engine, smoother=Smoother.from_config(cfg.smoothing),
+                   tracker=RuleTracker(cfg.watch, engine.labels), sampler=FrameSampler(cfg.model.fps), top=top)
+
+    def predict(self, frame: Frame, logits: np.ndarray) -> Prediction:
+        """The model's logits for ``frame`` -> probabilities, smoothing, rule events: the Prediction sinks get."""
+        probs = softmax(logits)
+        smoothed = self.smoother.update(probs)
+        events = self.tracker.update(frame.t, smoothed)
+        return Prediction(
+            t=frame.t, wall=time.time(), seq=frame.seq, probs=probs, top=self.engine.top(probs, self.top),
+            smoothed=smoothed, smoothed_top=self.engine.top(smoothed, self.top), scores=self.tracker.scores(smoothed),
+            events=events, active=self.tracker.active(), frame=frame)
+
 
 @dataclass
 class Stats:
@@ -153,12 +170,6 @@ class Daemon:
         return open_source(s.kind, s.spec, width=s.width, height=s.height, fps=s.fps, loop=s.loop,
                            paced=not self.overrides.fast)
 
-    def _build_pipeline(self, cfg: Config, engine: Engine | None = None) -> Pipeline:
-        engine = engine or Engine(cfg.model)
-        top = max([3] + [s.top for s in cfg.sinks if isinstance(getattr(s, "top", None), int)])
-        return Pipeline(engine=engine, smoother=Smoother.from_config(cfg.smoothing),
-                        tracker=RuleTracker(cfg.watch, engine.labels), sampler=FrameSampler(cfg.model.fps), top=top)
-
     def _build_sinks(self, cfg: Config, labels: list[str]) -> list[SinkRunner]:
         ctx = SinkContext(labels=labels, ring=self.ring, source_fps=lambda: getattr(self.source, "fps", 0.0) or 0.0,
                           rules=[r.name for r in cfg.watch], frame_size=lambda: self._frame_hw,
@@ -173,7 +184,7 @@ class Daemon:
 
     def start(self) -> None:
         """Open model, source and sinks; start the threads. Raises EdgeError on a setup mistake."""
-        self.pipeline = self._build_pipeline(self.cfg)
+        self.pipeline = Pipeline.build(self.cfg)
         self.source = self.source_factory(self.cfg)
         try:
             self.source.open()
@@ -425,15 +436,11 @@ class Daemon:
         t0 = time.monotonic()
         logits = p.engine.step(frame.pixels)
         t1 = time.monotonic()
-        probs = softmax(logits)
-        smoothed = p.smoother.update(probs)
-        events = p.tracker.update(frame.t, smoothed)
         times = p.engine.times
-        pred = Prediction(
-            t=frame.t, wall=time.time(), seq=frame.seq, probs=probs, top=p.engine.top(probs, p.top),
-            smoothed=smoothed, smoothed_top=p.engine.top(smoothed, p.top), scores=p.tracker.scores(smoothed),
-            events=events, active=p.tracker.active(), frame=frame,
-            model_fps=Stats.rate(self.stats.infer_times), drops=self.ring.dropped + self.stats.overrun_drops)
+        pred = p.predict(frame, logits)
+        pred.model_fps = Stats.rate(self.stats.infer_times)
+        pred.drops = self.ring.dropped + self.stats.overrun_drops
+        events = pred.events
         for r in self.runners:
             r.submit(pred)
         t2 = time.monotonic()
@@ -491,7 +498,7 @@ class Daemon:
             old = self.cfg
             same_model = new.model == old.model
             engine = self.pipeline.engine if same_model else Engine(new.model)
-            pipeline = self._build_pipeline(new, engine)
+            pipeline = Pipeline.build(new, engine)
             # what did not change keeps its state: an active event (and the GPIO pin it drives)
             # must not blink off and on because an unrelated key was edited
             if same_model and new.smoothing == old.smoothing:
