@@ -1,6 +1,10 @@
 """FrameRing: the last few seconds of frames, bounded, shared by capture and inference.
 
-``put`` never blocks: when full it drops the oldest frame and counts it. The
+Bounded twice: by a number of frames (``ring_seconds`` x the source's fps) and by
+a byte budget (``source.ring_mb``), so a big source cannot take the board's memory
+whatever its resolution or frame rate. ``put`` never blocks: when either bound is
+reached it drops the oldest frames (never the newest) and counts those the reader
+had not seen. The
 inference thread reads the frames newer than the last one it saw; the clip sink
 reads the last N seconds for pre-event footage. A non-realtime source (a file
 with ``--fast``) may wait for the reader to catch up instead of dropping, with
@@ -17,11 +21,16 @@ from edge.capture.base import Frame
 
 
 class FrameRing:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         if capacity < 2:
             raise ValueError("ring capacity must be >= 2")
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError("ring byte budget must be > 0")
         self.capacity = capacity
-        self._frames: deque[Frame] = deque(maxlen=capacity)
+        self.max_bytes = max_bytes  # None: bounded by frames only
+        self._frames: deque[Frame] = deque()
+        self._bytes = 0  # pixels held now
+        self._frame_bytes = 0  # size of the newest frame
         self._cond = threading.Condition()
         self.dropped = 0  # frames pushed out before the reader saw them
         self.pushed = 0
@@ -32,24 +41,55 @@ class FrameRing:
         with self._cond:
             return len(self._frames)
 
-    def put(self, frame: Frame) -> None:
+    @property
+    def bytes(self) -> int:
+        """Bytes of pixels the ring holds now (the figure ``source.ring_mb`` bounds)."""
         with self._cond:
-            if len(self._frames) == self.capacity:
-                oldest = self._frames[0]
+            return self._bytes
+
+    @property
+    def holds(self) -> int:
+        """Frames the ring can hold at the newest frame's size: the smaller of the two bounds."""
+        with self._cond:
+            return self._holds()
+
+    def _holds(self) -> int:
+        if self.max_bytes is None or not self._frame_bytes:
+            return self.capacity
+        return max(1, min(self.capacity, self.max_bytes // self._frame_bytes))
+
+    def put(self, frame: Frame) -> None:
+        size = frame.pixels.nbytes
+        with self._cond:
+            self._frames.append(frame)
+            self._bytes += size
+            self._frame_bytes = size
+            self.pushed += 1
+            while len(self._frames) > 1 and (len(self._frames) > self.capacity
+                                             or (self.max_bytes is not None and self._bytes > self.max_bytes)):
+                oldest = self._frames.popleft()
+                self._bytes -= oldest.pixels.nbytes
                 if oldest.seq > self._read_seq:
                     self.dropped += 1
-            self._frames.append(frame)
-            self.pushed += 1
             self._cond.notify_all()
+
+    def stats(self) -> dict[str, float | int | None]:
+        """What status.json shows: frames and bytes held, the budget, the seconds they span."""
+        with self._cond:
+            span = self._frames[-1].t - self._frames[0].t if len(self._frames) > 1 else 0.0
+            return {"frames": len(self._frames), "bytes": self._bytes, "max_bytes": self.max_bytes,
+                    "seconds": round(span, 2)}
 
     def unread(self) -> int:
         with self._cond:
             return sum(1 for f in self._frames if f.seq > self._read_seq)
 
     def wait_for_room(self, max_unread: int, stopped: Callable[[], bool], timeout: float = 0.5) -> None:
-        """Block while more than ``max_unread`` frames wait to be read (backpressure for --fast files)."""
+        """Block while ``max_unread`` frames (or half what the byte budget holds) wait to be read:
+        backpressure for --fast files, so no frame is pushed out unread."""
         with self._cond:
-            while not stopped() and sum(1 for f in self._frames if f.seq > self._read_seq) >= max_unread:
+            while not stopped() and (sum(1 for f in self._frames if f.seq > self._read_seq)
+                                     >= min(max_unread, max(1, self._holds() // 2))):
                 self._cond.wait(timeout)
 
     def newer(self, seq: int, timeout: float) -> list[Frame]:
@@ -92,3 +132,4 @@ class FrameRing:
     def clear(self) -> None:
         with self._cond:
             self._frames.clear()
+            self._bytes = 0

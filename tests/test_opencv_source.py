@@ -48,3 +48,91 @@ def test_missing_and_non_video_files_are_one_line_errors(tmp_path):
     text.write_text("not a video")
     with pytest.raises(EdgeError, match="could not be opened"):
         OpenCVSource.file(str(text)).open()
+
+
+@pytest.mark.parametrize("size, limit, delivered", [
+    ((1920, 1080), (640, 480), (640, 360)),  # 16:9 fits by width
+    ((640, 480), (640, 480), (640, 480)),  # already fits: untouched
+    ((320, 240), (640, 480), (320, 240)),  # never scaled up
+    ((480, 640), (640, 480), (360, 480)),  # portrait fits by height
+    ((1920, 1080), (0, 0), (1920, 1080)),  # no limit (edge classify)
+])
+def test_file_frames_are_scaled_to_fit_keeping_the_aspect(make_video, tmp_path, size, limit, delivered):
+    path = make_video(tmp_path / "v.mp4", (0, 200, 0), seconds=0.2, fps=10, size=size)
+    with OpenCVSource.file(str(path), paced=False, width=limit[0], height=limit[1]) as src:
+        frame = src.read()
+    assert frame.pixels.shape == (delivered[1], delivered[0], 3)
+    assert src.size == delivered
+    assert tuple(frame.pixels[delivered[1] // 2, delivered[0] // 2]) == pytest.approx((0, 200, 0), abs=8)  # RGB kept
+
+
+def test_the_factory_scales_every_opencv_kind(tmp_path):
+    from edge.capture.base import open_source
+
+    for kind, spec in (("file", str(tmp_path / "a.mp4")), ("rtsp", "rtsp://127.0.0.1:1/s"), ("v4l2", "0")):
+        src = open_source(kind, spec, width=320, height=240)
+        assert (src.width, src.height) == (320, 240), kind
+
+
+@pytest.mark.parametrize("spec, shown", [
+    ("rtsp://admin:s3cret@cam.local:554/stream1", "rtsp://cam.local:554/stream1"),
+    ("rtsp://admin@cam.local/s", "rtsp://cam.local/s"),
+    ("rtsp://u:p@ss/w@cam/s?x=1", "rtsp://cam/s?x=1"),  # unencoded '@' and '/' in the password
+    ("rtsp://cam/s?user=a&password=s3cret&ch=1", "rtsp://cam/s?user=a&password=***&ch=1"),
+    ("http://cam/video.mjpg?token=abc#x", "http://cam/video.mjpg?token=***#x"),
+    ("rtsp://cam.local/stream", "rtsp://cam.local/stream"),
+    ("/home/pi/clip.mp4", "/home/pi/clip.mp4"),
+])
+def test_redact_strips_userinfo_and_secret_query_values(spec, shown):
+    from edge.capture.base import redact
+
+    assert redact(spec) == shown
+
+
+def test_a_stream_is_named_without_its_password_even_when_it_fails(caplog):
+    from edge.capture.base import SourceError, open_source
+
+    src = open_source("rtsp", "rtsp://admin:s3cret@127.0.0.1:9/nothing", timeout=1.0)
+    assert src.name == "rtsp:rtsp://127.0.0.1:9/nothing"
+    with pytest.raises(SourceError) as err:
+        src.open()
+    assert "s3cret" not in str(err.value) and "admin" not in str(err.value)
+    assert "s3cret" not in caplog.text
+
+
+def noise_video(path, frames: int = 10, size=(320, 240)):
+    """Random MJPEG frames: too big for FFmpeg's read buffer to hide a truncation."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
+    writer.release()
+    return path
+
+
+def test_a_loop_file_truncated_in_place_is_retried_not_ended(tmp_path):
+    from edge.capture.base import SourceError
+
+    path = noise_video(tmp_path / "loop.avi")
+    src = OpenCVSource.file(str(path), loop=True, paced=False)
+    with src:
+        ts = [src.read().t for _ in range(5)]
+        path.write_bytes(b"")  # truncated in place while being read
+        with pytest.raises(SourceError):
+            for _ in range(20):
+                src.read()
+        with pytest.raises(SourceError, match="could not be opened"):  # waited for, not a fatal EdgeError
+            src.open()
+        noise_video(path)  # it comes back
+        src.open()
+        again = src.read().t
+    assert again > ts[-1]  # its time goes on: no jump back to 0
+
+
+def test_a_file_declares_its_length(make_video, tmp_path):
+    path = make_video(tmp_path / "two.mp4", (1, 2, 3), seconds=2.0, fps=15)
+    with OpenCVSource.file(str(path), paced=False) as src:
+        assert src.duration == pytest.approx(2.0, abs=0.1)

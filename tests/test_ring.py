@@ -207,3 +207,97 @@ def test_since_reads_without_waiting_or_moving_the_reader():
     assert ring.unread() == 3
     ring.put(frame(4))  # pushes out seq 1, which the reader never took
     assert ring.dropped == 1
+
+
+def big(seq: int, h: int = 10, w: int = 10) -> Frame:
+    return Frame(np.zeros((h, w, 3), np.uint8), seq / 10, seq)  # 300 bytes at 10x10
+
+
+@pytest.mark.parametrize("budget, put, holds, dropped", [
+    (1000, [1, 2, 3], [1, 2, 3], 0),  # 900 bytes fit
+    (1000, [1, 2, 3, 4], [2, 3, 4], 1),  # a fourth frame would make 1200
+    (1000, list(range(1, 11)), [8, 9, 10], 7),
+    (600, [1, 2, 3], [2, 3], 1),  # exactly two frames
+    (100, [1, 2, 3], [3], 2),  # a budget below one frame still keeps the newest
+])
+def test_byte_budget_drops_the_oldest(budget, put, holds, dropped):
+    ring = FrameRing(100, max_bytes=budget)
+    for s in put:
+        ring.put(big(s))
+    assert seqs(ring.since(0)) == holds
+    assert ring.dropped == dropped
+    assert ring.bytes == 300 * len(holds)
+
+
+def test_frame_bound_and_byte_bound_together():
+    ring = FrameRing(4, max_bytes=10_000)  # 4 frames of 300 bytes: the frame bound is the tighter one
+    for s in range(1, 8):
+        ring.put(big(s))
+    assert seqs(ring.since(0)) == [4, 5, 6, 7]
+    assert ring.holds == 4
+    assert FrameRing(100, max_bytes=1000).holds == 100  # no frame seen yet: the size is unknown
+
+
+def test_bytes_follow_the_frame_size_when_it_changes():
+    ring = FrameRing(100, max_bytes=1200)
+    for s in (1, 2, 3, 4):
+        ring.put(big(s))  # 4 x 300
+    ring.put(big(5, 20, 10))  # 600 bytes: pushes out 1 and 2
+    assert seqs(ring.since(0)) == [3, 4, 5]
+    assert ring.bytes == 1200
+    assert ring.holds == 2
+    ring.clear()
+    assert ring.bytes == 0
+
+
+def test_stats_report_frames_bytes_budget_and_span():
+    ring = FrameRing(100, max_bytes=1000)
+    assert ring.stats() == {"frames": 0, "bytes": 0, "max_bytes": 1000, "seconds": 0.0}
+    for s in (1, 2, 3, 4, 5):
+        ring.put(big(s))
+    assert ring.stats() == {"frames": 3, "bytes": 900, "max_bytes": 1000, "seconds": 0.2}
+
+
+def test_wait_for_room_respects_the_byte_budget():
+    # room for 3 frames by bytes: the writer must wait once half of that (1) is unread, well before a drop
+    ring = FrameRing(100, max_bytes=900)
+    ring.put(big(1))
+    blocked, released = threading.Event(), threading.Event()
+
+    def writer():
+        blocked.set()
+        ring.wait_for_room(50, lambda: False, timeout=0.05)
+        released.set()
+
+    th = threading.Thread(target=writer)
+    th.start()
+    assert blocked.wait(5)
+    assert not released.wait(0.2), "wait_for_room ignored the byte budget"
+    ring.newer(0, timeout=0)
+    th.join(5)
+    assert released.is_set()
+
+
+def test_a_1080p_clip_stays_within_the_ring_budget(tmp_path):
+    """A 1080p file read through the real source at 640x480 at most: the ring's own byte count stays bounded."""
+    import cv2
+
+    from edge.capture.opencv import OpenCVSource
+
+    path = tmp_path / "hd.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (1920, 1080))
+    assert writer.isOpened()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        writer.write(rng.integers(0, 255, (1080, 1920, 3), np.uint8))
+    writer.release()
+    budget = 3_000_000
+    ring = FrameRing(1000, max_bytes=budget)
+    src = OpenCVSource.file(str(path), paced=False, width=640, height=480)
+    with src:
+        while (f := src.read()) is not None:
+            assert f.pixels.shape == (360, 640, 3)  # 16:9 fitted inside 640x480
+            ring.put(f)
+            assert ring.bytes <= budget
+    assert ring.pushed == 30
+    assert len(ring) == budget // (360 * 640 * 3)

@@ -4,6 +4,12 @@ Files take their timestamps from the container's PTS (``CAP_PROP_POS_MSEC``);
 paced files are delivered in real time (a dry run, or a replayed incident),
 unpaced ones as fast as they are read (tests, benchmarks, ``edge classify``).
 Cameras and streams are stamped with the monotonic clock on arrival.
+
+Every kind delivers frames of at most ``width`` x ``height`` (aspect kept): a
+camera is asked for that size, and whatever comes bigger (a 1080p file or RTSP
+camera, a webcam that ignores the request) is scaled down once, here, before it
+is converted to RGB. 0 x 0 keeps the decoded size (``edge classify``).
+The source's name never carries a URL's credentials (:func:`redact`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Iterator
 import cv2
 
 
-from edge.capture.base import Frame, SourceError
+from edge.capture.base import Frame, SourceError, fit_within, redact
 from edge.errors import EdgeError
 
 logger = logging.getLogger(__name__)
@@ -26,14 +32,18 @@ logger = logging.getLogger(__name__)
 
 class OpenCVSource:
     def __init__(self, kind: str, spec: str, *, loop: bool = False, paced: bool = False,
-                 width: int = 0, height: int = 0, fps: float = 0.0) -> None:
+                 width: int = 0, height: int = 0, fps: float = 0.0, timeout: float = 5.0) -> None:
         self.kind = kind  # "file" | "v4l2" | "rtsp"
         self.spec = spec
         self.loop = loop
         self.paced = paced
-        self.width, self.height, self.req_fps = width, height, fps
-        self.name = f"{kind}:{spec}"
+        self.width, self.height, self.req_fps = width, height, fps  # 0 x 0: frames as decoded
+        self.timeout = timeout  # seconds a stream's open or read may block (then it has stalled)
+        self.name = f"{kind}:{redact(spec)}"
         self.fps = 0.0
+        self.duration = 0.0  # files: the length the container declares (0 if unknown)
+        self.size: tuple[int, int] | None = None  # (w, h) of the frames delivered, once one was
+        self._opened = False  # a loop file read once: failing to read it again is retried, not fatal
         self.realtime = kind != "file" or paced
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
@@ -44,30 +54,32 @@ class OpenCVSource:
     # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def file(cls, path: str, loop: bool = False, paced: bool = True) -> OpenCVSource:
-        return cls("file", path, loop=loop, paced=paced)
+    def file(cls, path: str, loop: bool = False, paced: bool = True, width: int = 0, height: int = 0) -> OpenCVSource:
+        return cls("file", path, loop=loop, paced=paced, width=width, height=height)
 
     @classmethod
     def device(cls, spec: str, width: int = 640, height: int = 480, fps: float = 15.0) -> OpenCVSource:
         return cls("v4l2", spec, width=width, height=height, fps=fps)
 
     @classmethod
-    def stream(cls, url: str) -> OpenCVSource:
-        return cls("rtsp", url)
+    def stream(cls, url: str, width: int = 0, height: int = 0, timeout: float = 5.0) -> OpenCVSource:
+        return cls("rtsp", url, width=width, height=height, timeout=timeout)
 
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> None:
         self.close()
         if self.kind == "file":
+            # a loop file that was read once and is now gone or broken is waited for, like a camera
+            fail = SourceError if self.loop and self._opened else EdgeError
             path = Path(self.spec)
             if not path.exists():
-                raise EdgeError(f"video file {path} does not exist")
+                raise fail(f"video file {path} does not exist")
             if not os.access(path, os.R_OK):
-                raise EdgeError(f"video file {path} is not readable (permissions)")
+                raise fail(f"video file {path} is not readable (permissions)")
             cap = cv2.VideoCapture(str(path))
             if not cap.isOpened():
-                raise EdgeError(f"video file {path} could not be opened: not a video OpenCV can decode (corrupt, or an unsupported codec)")
+                raise fail(f"video file {path} could not be opened: not a video OpenCV can decode (corrupt, or an unsupported codec)")
         elif self.kind == "v4l2":
             cap = cv2.VideoCapture(device_index(self.spec), cv2.CAP_V4L2)
             if not cap.isOpened():
@@ -77,15 +89,26 @@ class OpenCVSource:
             cap.set(cv2.CAP_PROP_FPS, self.req_fps)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a queue of stale ones
         else:
-            cap = cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG)
+            ms = int(self.timeout * 1000)  # FFmpeg otherwise blocks for as long as a frozen server keeps the socket
+            cap = cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
             if not cap.isOpened():
-                raise SourceError(f"stream {self.spec} could not be opened")
+                raise SourceError(f"stream {self.name} could not be opened")
         self._cap = cap
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if self.fps > 240:  # some containers report nonsense
             self.fps = 0.0
+        if self.kind == "file":
+            count = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0
+            self.duration = count / self.fps if self.fps and 0 < count < 1e9 else 0.0
+            if self._opened:  # reopened (a loop file that came back): its time goes on from where it was
+                self._offset = self._last_pts + (1.0 / self.fps if self.fps else 0.04)
+        self._opened = True
         self._t0 = None
-        logger.info("opened %s (%.1f fps)", self.name, self.fps)
+        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        fit = fit_within(*size, self.width, self.height)
+        shown = f"{size[0]}x{size[1]}" + (f", scaled to {fit[0]}x{fit[1]}" if fit else "")
+        logger.info("opened %s (%s, %.1f fps)", self.name, shown, self.fps)
 
     def close(self) -> None:
         if self._cap is not None:
@@ -106,8 +129,8 @@ class OpenCVSource:
                 return None
             self._offset = self._last_pts + (1.0 / self.fps if self.fps else 0.04)
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            if not cap.grab():
-                return None
+            if not cap.grab():  # truncated or replaced in place: reopen it, with backoff, like a camera
+                raise SourceError(f"{self.name} could not be read again from its start")
         if self.kind == "file":
             pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 + self._offset
             self._last_pts = pts
@@ -121,6 +144,10 @@ class OpenCVSource:
         ok, bgr = self._cap.retrieve()
         if not ok or bgr is None:
             raise SourceError(f"{self.name}: a frame could not be decoded")
+        fit = fit_within(bgr.shape[1], bgr.shape[0], self.width, self.height)
+        if fit is not None:  # scaled before the colour conversion: it then works on fewer pixels
+            bgr = cv2.resize(bgr, fit, interpolation=cv2.INTER_AREA)
+        self.size = (bgr.shape[1], bgr.shape[0])
         if bgr.ndim == 2:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
         else:
