@@ -172,6 +172,15 @@ def test_read_fixes_the_channel_order_once(fake_picamera2, memory, rgb):
     assert (frame.pixels == np.asarray(rgb, np.uint8)).all()
 
 
+def test_a_frame_bigger_than_asked_is_scaled_to_fit_keeping_colour_and_aspect(fake_picamera2):
+    # a camera that ignored the size asked (or picamera2 aligned it up): still at most width x height
+    fake_picamera2.frames = [(bgr(0, 0, 255, h=1080, w=1920), {"SensorTimestamp": 1})]
+    with PicameraSource(width=640, height=480) as src:
+        frame = src.read()
+    assert frame.pixels.shape == (360, 640, 3)
+    assert tuple(frame.pixels[100, 100]) == (255, 0, 0)  # red: channel order still fixed once
+
+
 def test_read_copies_the_frame_and_releases_the_request(fake_picamera2):
     buffer = bgr(255, 0, 0)
     fake_picamera2.frames = [(buffer, {"SensorTimestamp": 5})]

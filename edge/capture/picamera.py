@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.capture.base import Frame, SourceError
+from edge.capture.base import Frame, SourceError, fit_within
 from edge.errors import EdgeError
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,11 @@ class PicameraSource:
                 logger.debug("picamera2 release: %s", err)
         if array is None or array.ndim != 3 or array.shape[2] < 3:
             raise SourceError(f"picamera2: unexpected frame shape {getattr(array, 'shape', None)}")
+        fit = fit_within(array.shape[1], array.shape[0], self.width, self.height)
+        if fit is not None:  # the ISP scales to the size asked; a camera that ignored it is scaled here, once
+            import cv2
+
+            array = cv2.resize(array[..., :3], fit, interpolation=cv2.INTER_AREA)
         # RGB888 is B, G, R in memory: reverse the first three channels, here and only here.
         pixels = np.ascontiguousarray(array[..., 2::-1])
         stamp = metadata.get("SensorTimestamp")
