@@ -26,7 +26,8 @@ Options:
                       (sha256 still checked; same as EDGE_MODELS_FROM=DIR)
   --no-models         do not install any model
   --tflite-runtime    use tflite-runtime (with numpy<2) instead of ai-edge-litert;
-                      done automatically when ai-edge-litert cannot be installed
+                      done automatically when ai-edge-litert cannot be installed, and
+                      always on 32-bit Arm (armv7l: numpy, OpenCV, PyYAML, PyAV from apt)
   --system            install as a system service (run with sudo)
   --uninstall         stop and remove the service and /opt/edge; keeps the config
                       (/etc/edge), the models (/var/lib/edge) and the logs (/var/log/edge)
@@ -541,6 +542,7 @@ system_install() {
     system_paths
     say "installing the edge service${DESTROOT:+ into the staging root $DESTROOT}"
     check_python
+    platform_preflight
     apt_packages
     ensure_user
     ensure_dirs
@@ -603,6 +605,62 @@ system_uninstall() {
     system_summary
 }
 
+# --------------------------------------------------------------------------- platform
+# ai-edge-litert has wheels for 64-bit Arm and x86-64 only. On 32-bit Raspberry Pi OS
+# (armhf: armv7l, or a 64-bit kernel under a 32-bit userland) the runtime is tflite-runtime
+# 2.14 (armv7l wheels for Python <= 3.11, built against numpy 1), and numpy, OpenCV and
+# PyYAML have no armv7l wheels on PyPI: they come from apt, which the venv sees
+# (--system-site-packages). ARMv6 (Pi Zero, Pi 1) has no TFLite runtime wheel at all.
+
+ARM32_APT=(python3-numpy python3-opencv python3-yaml python3-av)
+ARM32_DEV_APT=(python3-pil)                                   # pillow: no armv7l wheel either
+ARM32_FROM_APT=(numpy opencv-python-headless pyyaml av pillow) # requirements apt provides there
+FROM_APT=()                                                   # requirements pip leaves to apt
+
+platform_preflight() {
+    local machine bits py
+    machine="$(uname -m)"
+    bits="$("$PYTHON" -c 'import struct; print(struct.calcsize("P") * 8)')" || bits=""
+    case "$machine" in
+        armv6l | armv5*)
+            die "this is an ARMv6 board ($machine: Pi Zero, Pi Zero W or Pi 1): no TFLite runtime is built for it (ai-edge-litert is 64-bit only, tflite-runtime starts at armv7l); edge needs a Pi Zero 2 W, 3, 4 or 5"
+            ;;
+        armv7l | armv8l) ;;
+        aarch64 | arm64) [[ "$bits" == 32 ]] || return 0 ;; # a 64-bit kernel under a 32-bit OS
+        *) return 0 ;;
+    esac
+    py="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    if [[ "$py" != 3.11 ]]; then
+        die "on 32-bit Arm the only TFLite runtime is tflite-runtime 2.14, which has wheels for Python 3.11 only, and $PYTHON is Python $py: use Raspberry Pi OS Bookworm (Python 3.11), set PYTHON=/path/to/python3.11, or install the 64-bit Raspberry Pi OS (about 10x faster with ai-edge-litert)"
+    fi
+    say "32-bit Arm ($machine, Python $py): tflite-runtime with numpy, OpenCV, PyYAML and PyAV from apt (the 64-bit OS runs the about 10x faster ai-edge-litert)"
+    FORCE_TFLITE=1
+    VENV_ARGS=(--system-site-packages)
+    FROM_APT=("${ARM32_FROM_APT[@]}")
+    local want=("${ARM32_APT[@]}") pkg missing=()
+    if ((DEV)); then
+        want+=("${ARM32_DEV_APT[@]}")
+    fi
+    for pkg in "${want[@]}"; do
+        # shellcheck disable=SC2016 # a dpkg-query format, not a shell expansion
+        if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    if ((${#missing[@]} == 0)); then
+        say "apt packages present (${want[*]})"
+    elif ((EUID != 0)) || ! command -v apt-get >/dev/null 2>&1; then
+        die "32-bit Arm needs ${missing[*]} from apt (no armv7l wheels on PyPI): run  sudo apt-get install -y ${missing[*]}  then ./install.sh again"
+    else
+        say "installing ${missing[*]} with apt"
+        apt-get install -y --no-install-recommends "${missing[@]}" ||
+            die "apt-get install ${missing[*]} failed (see above): run  sudo apt-get update  and ./install.sh again"
+    fi
+    if [[ "$("$PYTHON" -c 'import numpy; print(numpy.__version__)' 2>/dev/null)" != 1.* ]]; then
+        die "tflite-runtime needs numpy 1.x, but $PYTHON sees numpy $("$PYTHON" -c 'import numpy; print(numpy.__version__)' 2>&1 | tail -n 1): remove the numpy that pip installed system-wide (sudo pip uninstall numpy) so apt's python3-numpy is used"
+    fi
+}
+
 # --------------------------------------------------------------------------- venv
 
 check_python() {
@@ -629,9 +687,9 @@ make_venv() {
     "$VENV/bin/python" -m pip install --quiet --upgrade pip || die "could not upgrade pip in $VENV: check the network"
 }
 
-# The project's requirements from pyproject.toml (one a line, markers kept), without $1.
+# The project's requirements from pyproject.toml (one a line, markers kept), without $1 $2 ...
 requirements_without() {
-    "$VENV/bin/python" - "$ROOT/pyproject.toml" "$DEV" "$1" <<'PY'
+    "$VENV/bin/python" - "$ROOT/pyproject.toml" "$DEV" "$@" <<'PY'
 import re
 import sys
 import tomllib
@@ -641,10 +699,10 @@ with open(sys.argv[1], "rb") as f:
 reqs = list(project.get("dependencies", []))
 if sys.argv[2] == "1":
     reqs += project.get("optional-dependencies", {}).get("dev", [])
-skip = sys.argv[3].lower().replace("_", "-")
+skip = {name.lower().replace("_", "-") for name in sys.argv[3:]}
 for req in reqs:
     name = re.match(r"[A-Za-z0-9._-]+", req.strip()).group(0).lower().replace("_", "-")
-    if name != skip:
+    if name not in skip:
         print(req)
 PY
 }
@@ -679,7 +737,7 @@ PY
     fi
     say "falling back to tflite-runtime with numpy<2 (about 10x slower than ai-edge-litert)"
     local reqs
-    mapfile -t reqs < <(requirements_without ai-edge-litert)
+    mapfile -t reqs < <(requirements_without ai-edge-litert "${FROM_APT[@]}")
     "${pip[@]}" tflite-runtime 'numpy<2' "${reqs[@]}" ||
         die "could not install tflite-runtime either (it has wheels for Python <= 3.11 only): check the network and the Python version"
     "${pip[@]}" --no-deps "${editable[@]}" "$target" || die "pip install ${editable[*]} $target failed: see the pip output above"
@@ -743,6 +801,7 @@ main() {
         exit 0
     fi
     check_python
+    platform_preflight
     make_venv
     install_package
     install_models
