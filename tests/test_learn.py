@@ -1,0 +1,297 @@
+"""edge learn: the maths on literal vectors, the head file, and the command's errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+
+import numpy as np
+import pytest
+
+from edge import cli, learn
+from edge.errors import EdgeError
+from edge.learn import Example, Head
+
+SHA = "a" * 64
+
+
+# --------------------------------------------------------------------------- maths on literal vectors
+
+
+def test_unit_scales_rows_to_length_one_and_leaves_zero_rows_alone():
+    out = learn.unit(np.array([[3.0, 4.0], [0.0, 0.0], [0.0, -2.0]]))
+    assert np.allclose(out, [[0.6, 0.8], [0.0, 0.0], [0.0, -1.0]])
+    assert out.dtype == np.float32
+
+
+def test_class_means_average_unit_rows_so_a_long_vector_does_not_dominate():
+    emb = np.array([[10.0, 0.0], [0.0, 1.0], [0.0, 5.0], [1.0, 0.0]])
+    means = learn.class_means(emb, np.array([0, 1, 1, 0]), 3)
+    assert np.allclose(means, [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    mixed = learn.class_means(np.array([[10.0, 0.0], [0.0, 1.0]]), np.array([0, 0]), 1)
+    assert np.allclose(mixed, [[math.sqrt(0.5), math.sqrt(0.5)]])
+
+
+def test_cosine_and_nearest_with_a_threshold():
+    means = learn.unit(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    sims = learn.cosine(np.array([2.0, 1.0]), means)
+    assert sims.tolist() == pytest.approx([2 / math.sqrt(5), 1 / math.sqrt(5)])
+    assert learn.nearest(sims, 0.5) == 0
+    assert learn.nearest(sims, 0.95) == -1  # 0.894 < 0.95: unknown
+    assert learn.nearest(np.array([0.2, 0.7, 0.6]), 0.7) == 1  # at the threshold counts as known
+    assert learn.nearest(np.zeros(0), 0.0) == -1
+
+
+def test_soft_scores_sum_to_one_and_half_means_above_threshold():
+    scores = learn.soft_scores(np.array([0.9, 0.2]), 0.5, 0.05)
+    assert scores.sum() == pytest.approx(1.0)
+    assert scores[0] > 0.99 and scores[2] < 0.01
+    below = learn.soft_scores(np.array([0.45, 0.1]), 0.5, 0.05)
+    assert below.argmax() == 2 and below[0] < 0.5  # best class under the threshold: unknown wins
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        sims = rng.uniform(-1, 1, size=rng.integers(1, 6))
+        thr, temp = rng.uniform(-1, 1), rng.uniform(0.01, 0.5)
+        s = learn.soft_scores(sims, thr, temp)
+        for i in np.flatnonzero(s[:-1] >= 0.5):
+            assert sims[i] > thr and sims[i] == sims.max()
+
+
+@pytest.mark.parametrize("n, length, cuts", [
+    (25, 10, [(0, 10), (10, 20), (20, 25)]),  # a tail of half a window is an example
+    (23, 10, [(0, 10), (10, 20)]),  # a shorter tail is dropped
+    (4, 10, [(0, 4)]),  # a clip shorter than a window is one example
+    (10, 10, [(0, 10)]),
+    (0, 10, []),
+])
+def test_windows_cut_a_clip_into_examples(n, length, cuts):
+    assert learn.windows(np.zeros((n, 3)), length) == cuts
+
+
+def test_choose_threshold_keeps_false_accepts_under_the_rate():
+    impostors = np.arange(20) / 20.0  # 0.0 .. 0.95
+    t = learn.choose_threshold(impostors, 0.05)  # 1 of 20 may pass
+    assert (impostors >= t).sum() == 1 and 0.9 < t <= 0.95
+    t0 = learn.choose_threshold(impostors, 0.0)
+    assert (impostors >= t0).sum() == 0 and t0 == pytest.approx(0.95)
+    assert (impostors >= learn.choose_threshold(impostors, 0.2)).sum() == 4
+    assert learn.choose_threshold(np.array([]), 0.05) is None
+
+
+def _blobs():
+    """Two classes (x axis, y axis), two recordings each, and a class 'z' from one recording."""
+    emb = np.array([[1.0, 0.1, 0.0], [1.0, 0.0, 0.1],  # a: recordings r1, r2
+                    [0.1, 1.0, 0.0], [0.0, 1.0, 0.1],  # b: recordings r3, r4
+                    [0.6, 0.0, 1.0]], np.float32)  # z: recording r5 only
+    return emb, np.array([0, 0, 1, 1, 2]), np.array([0, 1, 2, 3, 4])
+
+
+def test_leave_one_recording_out_holds_out_whole_recordings():
+    emb, cls, rec = _blobs()
+    trials = learn.leave_one_recording_out(emb, cls, rec, 3)
+    assert [t.truth for t in trials] == [0, 0, 1, 1, 2]
+    assert [t.answer for t in trials] == [0, 0, 1, 1, 0]  # z is not in its own fold: nearest is a
+    assert [t.testable for t in trials] == [True, True, True, True, False]
+    # the first a example is answered by the other a example alone (its own recording held out)
+    assert trials[0].best == pytest.approx(float(learn.unit(emb[0]) @ learn.unit(emb[1])))
+    # impostor: best similarity among the other classes (b and z for an a example)
+    assert trials[0].impostor == pytest.approx(max(float(learn.unit(emb[0]) @ learn.unit(emb[k])) for k in (2, 3, 4)),
+                                               abs=1e-6)
+
+
+def test_one_recording_holding_two_classes_is_held_out_together():
+    emb, cls, _ = _blobs()
+    rec = np.array([0, 1, 0, 1, 1])  # two sittings, each with an a and a b example
+    trials = learn.leave_one_recording_out(emb, cls, rec, 3)
+    assert [t.answer for t in trials[:4]] == [0, 1, 0, 1] and not trials[4].testable
+
+
+def _head(**kw) -> Head:
+    emb, cls, rec = _blobs()
+    names = ["a", "b", "z"]
+    head = Head(3, "model.tflite", SHA, **kw)
+    for i in range(len(emb)):
+        head.add(names[cls[i]], [Example(names[cls[i]], f"r{rec[i]}", f"/clips/{i}.mp4", 0.0, 4.8)], emb[i:i + 1])
+    return head
+
+
+def test_head_add_fits_means_and_chooses_a_threshold():
+    head = _head()
+    assert head.classes == ["a", "b", "z"]
+    assert head.means.shape == (3, 3)
+    assert head.answer(np.array([5.0, 0.2, 0.0]))[0] == "a"
+    assert head.threshold_source == "eval"
+    impostors = np.array([t.impostor for t in head.trials()])
+    assert (impostors >= head.threshold).mean() <= head.false_accept
+    assert head.answer(np.array([0.0, 0.0, -1.0]))[0] == learn.UNKNOWN
+    scores = head.scores(np.array([0.0, 5.0, 0.1]))
+    assert scores.shape == (4,) and scores.argmax() == 1
+
+
+def test_head_add_merges_a_name_ignoring_case_and_skips_repeats():
+    head = _head()
+    ex = Example("A", "r9", "/clips/new.mp4", 0.0, 4.8)
+    assert head.add("A", [ex], np.array([[1.0, 0.2, 0.0]])) == 1
+    assert head.classes == ["a", "b", "z"] and len(head.examples) == 6 and head.examples[-1].cls == "a"
+    assert head.add("a", [ex], np.array([[1.0, 0.2, 0.0]])) == 0  # the same clip and start again
+    assert len(head.examples) == 6
+
+
+def test_head_remove_refits_and_suggests_a_close_name():
+    head = _head()
+    assert head.remove("B") == "b"
+    assert head.classes == ["a", "z"] and head.means.shape == (2, 3)
+    assert all(e.cls != "b" for e in head.examples) and head.embeddings.shape == (3, 3)
+    with pytest.raises(EdgeError, match="did you mean 'a'"):
+        Head.remove(_head(), "aa")
+
+
+@pytest.mark.parametrize("name", ["", "  ", "unknown", "Unknown", "two\nlines", "x" * 65])
+def test_bad_class_names_are_refused(name):
+    with pytest.raises(EdgeError):
+        learn.check_name(name)
+
+
+def test_warnings_name_single_recording_classes_and_a_missing_nothing_class():
+    head = _head()
+    text = "\n".join(head.warnings())
+    assert "class 'z': all 1 example(s) come from one recording (r4)" in text
+    assert "'a'" not in text and "no 'nothing' class" in text
+    few = Head(3, "m", SHA)
+    few.add("nothing", [Example("nothing", "r1", "/c.mp4", 0, 1)], np.ones((1, 3)))
+    assert "only 1 recording(s)" in few.warnings()[0]
+    assert not any("no 'nothing'" in w for w in few.warnings())
+
+
+def test_evaluate_confusion_table_counts_held_out_answers():
+    head = _head()
+    r = learn.evaluate(head, 0.0)
+    assert r["tested"] == 4 and r["untested"] == 1
+    assert r["false_accepts"] == 0 and r["impostors"] == 5
+    assert r["confusion"] == [[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 0]]
+    assert r["correct"] == 4 and r["wrong"] == 0
+    strict = learn.evaluate(head, 0.0)
+    text = learn.format_eval(strict, "h.head")
+    assert "nearest class (no threshold): 100% (4/4)" in text and "true \\ answer" in text
+
+
+# --------------------------------------------------------------------------- the head file
+
+
+def test_head_file_round_trip(tmp_path):
+    head = _head()
+    path = head.save(tmp_path / "sub" / "my.head")
+    again = Head.load(path)
+    assert again.classes == head.classes and again.examples == head.examples
+    assert np.array_equal(again.embeddings, head.embeddings) and np.array_equal(again.means, head.means)
+    assert (again.threshold, again.temperature, again.false_accept) == (head.threshold, head.temperature,
+                                                                          head.false_accept)
+    assert not list(tmp_path.glob("sub/.*"))  # the atomic writer left no temp file
+    # the documented format: an npz of plain arrays, a JSON header as bytes
+    with np.load(path, allow_pickle=False) as z:
+        assert sorted(z.files) == ["embeddings", "header", "means"]
+        header = json.loads(z["header"].tobytes())
+        assert z["embeddings"].dtype == np.float32 and z["means"].shape == (3, 3)
+    assert header["format"] == "edge-head" and header["version"] == 1 and header["feature_size"] == 3
+    assert header["model_sha256"] == SHA and header["classes"] == ["a", "b", "z"]
+    assert header["examples"][0] == {"class": "a", "recording": "r0", "source": "/clips/0.mp4", "start": 0.0,
+                                     "end": 4.8}
+
+
+def _rewrite(path, header=None, **arrays):
+    """Write a head file with some parts replaced (a header dict, or arrays by name)."""
+    with np.load(path, allow_pickle=False) as z:
+        parts = {k: z[k] for k in z.files}
+    if header is not None:
+        parts["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    parts.update(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **parts)
+    path.write_bytes(buf.getvalue())
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p, h: p.write_bytes(b"not a zip at all"), "not a readable edge head file"),
+    (lambda p, h: p.write_bytes(p.read_bytes()[:200]), "not a readable edge head file"),
+    (lambda p, h: p.write_bytes(b""), "not a readable edge head file"),
+    (lambda p, h: _rewrite(p, {**h, "format": "other"}), "format is not 'edge-head'"),
+    (lambda p, h: _rewrite(p, {**h, "version": 7}), "format version 7, newer than this edge reads"),
+    (lambda p, h: _rewrite(p, {k: v for k, v in h.items() if k != "threshold"}), "missing or wrong field"),
+    (lambda p, h: _rewrite(p, {**h, "classes": ["a", "b"]}), "means are float32 [3, 3], expected float32 [2, 3]"),
+    (lambda p, h: _rewrite(p, embeddings=np.zeros((5, 4), np.float32)), "embeddings are"),
+    (lambda p, h: _rewrite(p, means=np.full((3, 3), np.nan, np.float32)), "non-finite"),
+    (lambda p, h: _rewrite(p, {**h, "threshold": 3}), "out of range"),
+    (lambda p, h: _rewrite(p, header=None, means=np.array([{"x": 1}], dtype=object)), "not a readable"),
+])
+def test_a_damaged_head_file_is_one_clear_error(tmp_path, damage, message):
+    path = _head().save(tmp_path / "my.head")
+    damage(path, _head().header())
+    with pytest.raises(EdgeError, match="head file .*my.head") as err:
+        Head.load(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_header_that_is_not_json_is_one_clear_error(tmp_path):
+    path = tmp_path / "my.head"
+    buf = io.BytesIO()
+    np.savez(buf, header=np.frombuffer(b"{nope", np.uint8))
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(EdgeError, match="header is not JSON"):
+        Head.load(path)
+    zipfile.ZipFile(path).close()  # it really was a zip: the header was the problem
+
+
+def test_head_learned_on_another_model_is_refused():
+    head = _head()
+    head.check_model(SHA, 3, "model.tflite", "h.head")
+    with pytest.raises(EdgeError, match="holds 3-d features but model m2.tflite gives 480-d"):
+        head.check_model(SHA, 480, "m2.tflite", "h.head")
+    with pytest.raises(EdgeError, match=r"learned on model model.tflite \(sha256 aaaaaaaaaaaa...\) but the model is "
+                                        r"m2.tflite"):
+        head.check_model("b" * 64, 3, "m2.tflite", "h.head")
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_learn_list_remove_eval_on_a_head_file(tmp_path, capsys):
+    path = _head().save(tmp_path / "my.head")
+    assert cli.main(["learn", "list", "--head", str(path), "-c", str(tmp_path / "none.yaml")]) == 2  # no config file
+    capsys.readouterr()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("model:\n  head: " + str(path) + "\n")
+    assert cli.main(["learn", "list", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "3 classes" in out and "  a: 2 example(s) from 2 recording(s): r0, r1" in out
+    assert cli.main(["learn", "eval", "-c", str(cfg), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tested"] == 4 and report["confusion"][0][0] == 2
+    assert cli.main(["learn", "eval", "-c", str(cfg), "--false-accept", "0.5", "--save"]) == 0
+    assert "saved threshold" in capsys.readouterr().out and Head.load(path).false_accept == 0.5
+    assert cli.main(["learn", "remove", "b", "-c", str(cfg)]) == 0
+    assert Head.load(path).classes == ["a", "z"]
+    assert cli.main(["learn", "remove", "nope", "-c", str(cfg)]) == 2
+    assert "no class 'nope'" in capsys.readouterr().err
+
+
+def test_learn_commands_report_a_bad_head_file_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.head"
+    bad.write_bytes(b"\x00" * 100)
+    for argv in (["learn", "list"], ["learn", "eval"], ["learn", "remove", "x"]):
+        assert cli.main(argv + ["--head", str(bad), "-c", str(tmp_path / "c.yaml")]) == 2
+    # -c to a missing file is itself an error; without -c the defaults apply
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and all(line.startswith("edge: error: ") for line in err)
+    assert cli.main(["learn", "eval", "--head", str(bad), "--false-accept", "2"]) == 2
+    assert "--false-accept must be a fraction" in capsys.readouterr().err
+    assert bad.read_bytes() == b"\x00" * 100  # nothing rewritten
+
+
+def test_head_path_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_MODEL_DIR", str(tmp_path / "models"))
+    assert learn.head_path("x.head") == learn.Path("x.head")
+    assert learn.head_path(None, "mine.head") == tmp_path / "models" / "mine.head"
+    assert learn.head_path(None, str(tmp_path / "abs.head")) == tmp_path / "abs.head"
+    assert learn.head_path(None, None) == tmp_path / "models" / learn.DEFAULT_HEAD
