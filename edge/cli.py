@@ -200,41 +200,15 @@ def add_check_config(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from edge import config
+    """What start would check (model, labels, rules, source, sink paths): one line, exit 0 or 2."""
+    from edge.checks import check_config
 
     path = _config_file(args.config)
-    cfg = config.load(path)
-    _check_rule_labels(cfg, path)
-    rules = ", ".join(r.name for r in cfg.watch) or "none"
-    sinks = ", ".join(s.type for s in cfg.sinks) or "none"
-    model = f"ensemble {' + '.join(cfg.model.ensemble)}" if cfg.model.ensemble else cfg.model.name
-    print(f"{path}: ok (model {model}, source {cfg.source.kind}, rules: {rules}, sinks: {sinks})")
+    report = check_config(path)
+    for warning in report.warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    print(report.summary())
     return 0
-
-
-def _check_rule_labels(cfg, path) -> None:
-    """Watch-rule labels against the model's label file, so a typo is caught before a restart.
-
-    Reads only the label file (no interpreter is loaded): quick enough for ExecStartPre.
-    """
-    from edge import models
-    from edge.labels import read_labels
-    from edge.smoothing import RuleTracker
-
-    if not cfg.watch:
-        return
-    try:
-        _, labels_path = models.resolve(cfg.model.ensemble[0] if cfg.model.ensemble else cfg.model.name,
-                                        cfg.model.labels)
-    except EdgeError as err:  # a missing model is `edge doctor`'s and the daemon's to report
-        print(f"{path}: warning: watch-rule labels not checked ({err})", file=sys.stderr)
-        return
-    if labels_path is None:  # a custom model without a label file: its classes are class_0, class_1, ...
-        return
-    try:
-        RuleTracker(cfg.watch, read_labels(labels_path))
-    except EdgeError as err:
-        raise EdgeError(f"{path}: {err}") from None
 
 
 def add_config(sub: argparse._SubParsersAction) -> None:

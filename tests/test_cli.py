@@ -229,11 +229,11 @@ def test_check_config_catches_a_misspelt_watch_label(tmp_path, tiny_model_path, 
                                "(did you mean 'red'?)")
 
 
-def test_check_config_without_the_model_checks_the_rest_and_says_so(tmp_path, monkeypatch, capsys):
+def test_check_config_without_the_model_fails_with_the_fix(tmp_path, monkeypatch, capsys):
+    # the daemon could not start either: ExecStartPre must refuse it (tests/test_checks.py has every case)
     monkeypatch.setenv("EDGE_MODEL_DIR", str(tmp_path / "no-models"))
     cfg = tmp_path / "config.yaml"
     cfg.write_text("watch:\n  - name: cook\n    labels: [flipping pancake]\n", encoding="utf-8")
     code, out, err = edge(capsys, "check-config", "-c", str(cfg))
-    assert code == 0
-    assert "warning: watch-rule labels not checked (model a0 is not installed" in err
-    assert out.startswith(f"{cfg}: ok")
+    assert code == 2 and out == ""
+    assert 'model a0 is not installed' in error_line(err) and "edge models fetch a0" in err
