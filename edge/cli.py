@@ -383,11 +383,135 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if report["errors"] else 0
 
 
+# --------------------------------------------------------------------------- learn
+
+
+def add_learn(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("learn", help="teach it your own actions: a few clips per class, no training framework")
+    actions = p.add_subparsers(dest="learn_action", metavar="ACTION", required=True)
+
+    def common(q: argparse.ArgumentParser, model: bool = False) -> None:
+        q.add_argument("--head", default=None, metavar="FILE",
+                       help="head file (default: model.head from the config, else models/my-actions.head)")
+        q.add_argument("-c", "--config", default=None, help="config file (default: as for run)")
+        if model:
+            q.add_argument("--model", default=None, help="model to learn on (default: the config's model.name)")
+
+    a = actions.add_parser("add", help="add clips to class NAME; or NAME is a folder laid out class_name/clip.mp4")
+    a.add_argument("name", metavar="NAME", help="the class, or a folder of class folders (then no CLIP)")
+    a.add_argument("clips", nargs="*", metavar="CLIP", help="video files, or folders of them")
+    a.add_argument("--recording", default=None, metavar="ID",
+                   help="these clips are one recording (default: each clip file is its own recording)")
+    common(a, model=True)
+    r = actions.add_parser("record", help="record clips of class NAME from the camera (a countdown before each) "
+                                          "and add them")
+    r.add_argument("name", metavar="NAME")
+    r.add_argument("--seconds", type=_positive(float), default=4.0, help="length of each clip (default 4)")
+    r.add_argument("--count", type=_positive(int), default=5, help="clips to record (default 5)")
+    r.add_argument("--countdown", type=int, default=3, metavar="SECONDS", help="countdown before each clip (default 3)")
+    r.add_argument("--source", default=None,
+                   help="record from this instead of the config's source: a device (0, /dev/video0), a file or a URL")
+    common(r, model=True)
+    common(actions.add_parser("list", help="the classes, their examples and recordings"))
+    rm = actions.add_parser("remove", help="forget class NAME")
+    rm.add_argument("name", metavar="NAME")
+    common(rm)
+    e = actions.add_parser("eval", help="leave-one-recording-out accuracy, confusion table and the threshold")
+    e.add_argument("--false-accept", type=float, default=None, metavar="RATE",
+                   help="largest share of untaught actions that may be taken for a class (default: the head's, 0.05)")
+    e.add_argument("--save", action="store_true", help="store that threshold (and rate) in the head file")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    common(e)
+    p.set_defaults(func=cmd_learn)
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    import json
+
+    from edge import config, learn
+
+    path = _config_file(args.config)
+    cfg = config.load(path) if path.exists() or args.config else config.Config()
+    head_file = learn.head_path(args.head, cfg.model.head)
+    if args.learn_action in ("add", "record"):
+        from edge import models
+        from edge.engine import Engine
+
+        settings = cfg.model.model_copy(update={"ensemble": []})
+        if args.model:
+            settings.name = args.model
+        engine = Engine(settings)
+        if not engine.split:
+            raise EdgeError(f"model {engine.model.name} gives no head feature: learned classes need a MoViNet-style "
+                            "stream model with a head pool (a0, a1, a2)")
+        head = learn.open_or_new(head_file, engine.model.feature_size, engine.model.name,
+                                 models.sha256_file(engine.model.path))
+        if args.learn_action == "add":
+            learn.add_clips(head, engine, learn.collect(args.name, args.clips), args.recording)
+        else:
+            learn.check_name(args.name)
+            clips, session = _learn_record(args, cfg)
+            if clips:
+                learn.add_clips(head, engine, [(args.name, clips)], session)
+        head.save(head_file)
+        print(learn.format_list(head, str(head_file)))
+        return 0
+    if getattr(args, "false_accept", None) is not None and not 0 <= args.false_accept < 1:
+        raise EdgeError("--false-accept must be a fraction from 0 to below 1 (0.05 = 5%)")
+    head = learn.Head.load(head_file)
+    if args.learn_action == "list":
+        print(learn.format_list(head, str(head_file)))
+    elif args.learn_action == "remove":
+        print(f"removed class {head.remove(args.name)!r}")
+        head.save(head_file)
+        print(learn.format_list(head, str(head_file)))
+    else:
+        report = learn.evaluate(head, args.false_accept)
+        if args.save:
+            head.refit(report["false_accept_target"])
+            head.save(head_file)
+        print(json.dumps(report) if args.json else learn.format_eval(report, str(head_file)))
+        if args.save and not args.json:
+            print(f"saved threshold {head.threshold:.3f} to {head_file}")
+    return 0
+
+
+def _learn_record(args: argparse.Namespace, cfg):
+    """Record from the camera (or --source) into the state directory; (clips, recording id)."""
+    import time
+
+    from edge import learn
+    from edge.capture.base import SourceError, describe_spec, open_source
+    from edge.service import find_status
+    from edge.sinks.clip import safe_label, wall_stamp
+
+    kind, spec = (describe_spec(args.source), args.source) if args.source else (cfg.source.kind, cfg.source.spec)
+    if kind in ("auto", "picamera2", "v4l2"):
+        pid = learn.service_pid(find_status(cfg.status.path))
+        if pid is not None:
+            raise EdgeError(f"the edge service (pid {pid}) has the camera open: stop it while you record "
+                            "(`sudo systemctl stop edge`, record, `sudo systemctl start edge`), or pass --source")
+    s = cfg.source
+    source = open_source(kind, None if kind in ("auto", "picamera2") else spec, width=s.width, height=s.height,
+                         fps=s.fps, paced=True)
+    try:
+        source.open()
+    except SourceError as err:
+        raise EdgeError(f"cannot open {source.name} to record: {err}") from None
+    stamp = wall_stamp(time.time())
+    folder = learn.state_dir() / "learn" / safe_label(args.name)
+    try:
+        clips = learn.record_clips(source, args.seconds, args.count, folder, stamp, countdown=max(0, args.countdown))
+    finally:
+        source.close()
+    return clips, f"rec-{stamp}"
+
+
 # --------------------------------------------------------------------------- main
 
 
 COMMANDS = [add_run, add_classify, add_check_config, add_config, add_status, add_tail, add_bench, add_eval, add_models,
-            add_doctor]
+            add_doctor, add_learn]
 
 
 def build_parser() -> argparse.ArgumentParser:

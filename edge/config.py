@@ -52,6 +52,11 @@ class ModelConfig(Section):
         default_factory=list,
         description="temporal ensemble: two or more models (names or paths), each fed every other frame, logits averaged; "
         "empty = just `name`")
+    head: str | None = Field(None, description="learned classes (`edge learn`): a .head file, scored on every frame's "
+                             "window feature; a relative path is in the models folder (my-actions.head)")
+    head_mode: Literal["add", "replace"] = Field(
+        "add", description="add: the learned classes are ranked alongside the model's own labels; replace: only the "
+        "learned classes and 'unknown'")
 
     @field_validator("ensemble")
     @classmethod
