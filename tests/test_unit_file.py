@@ -75,7 +75,7 @@ def test_the_unit_says_what_the_daemon_does():
     assert one[("Service", "Type")] == "notify" and one[("Service", "NotifyAccess")] == "main"
     assert one[("Service", "ExecStartPre")] == "/opt/edge/venv/bin/edge check-config -c /etc/edge/config.yaml"
     assert one[("Service", "ExecStart")] == "/opt/edge/venv/bin/edge run -c /etc/edge/config.yaml"
-    assert one[("Service", "ExecReload")] == "/bin/kill -HUP $MAINPID"
+    assert one[("Service", "ExecReload")] == """/bin/sh -c 'kill -HUP "$$MAINPID"'"""
     assert one[("Service", "WatchdogSec")] == "30"
     assert (one[("Service", "Restart")], one[("Service", "RestartSec")]) == ("on-failure", "5")
     assert ("Unit", "StartLimitIntervalSec") in s and ("Unit", "StartLimitBurst") in s
@@ -96,6 +96,47 @@ def test_the_unit_says_what_the_daemon_does():
     allowed = {v.split()[0] for v in s[("Service", "DeviceAllow")]}
     assert {"char-video4linux", "char-media", "char-dma_heap", "char-drm", "char-fb", "char-gpiochip"} <= allowed
     assert one[("Install", "WantedBy")] == "multi-user.target"
+
+
+def exec_argv(value: str) -> list[str]:
+    """An Exec*= line as systemd runs it: split on its quoting, ``$$`` a literal ``$``."""
+    import shlex
+
+    return [word.replace("$$", "$") for word in shlex.split(value)]
+
+
+def test_reload_sends_sighup_without_procps(tmp_path):
+    # the reload line runs with no /bin/kill on PATH (a slim image): the shell's builtin does it
+    import os
+    import signal
+    import sys
+
+    argv = exec_argv(settings(UNIT)[("Service", "ExecReload")][-1])
+    daemon = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGHUP, lambda *a: sys.exit(42))\n"
+        "print('ready', flush=True)\n"
+        "signal.pause()\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert daemon.stdout.readline().strip() == "ready"  # its handler is in place
+        done = subprocess.run(argv, env={"MAINPID": str(daemon.pid), "PATH": str(tmp_path / "empty")},
+                              capture_output=True, text=True, timeout=10)
+        assert done.returncode == 0, done.stderr
+        assert daemon.wait(timeout=10) == 42  # it got SIGHUP
+    finally:
+        if daemon.poll() is None:
+            os.kill(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+
+
+def test_watchdog_kills_cannot_exhaust_the_start_limit_but_a_broken_config_does():
+    one = {k: v[-1] for k, v in settings(UNIT).items()}
+    interval, burst = float(one[("Unit", "StartLimitIntervalSec")]), int(one[("Unit", "StartLimitBurst")])
+    restart, watchdog = float(one[("Service", "RestartSec")]), float(one[("Service", "WatchdogSec")])
+    # burst starts fall in the interval only if burst-1 cycles fit in it
+    assert (burst - 1) * (watchdog + restart) > interval, "a daemon the watchdog kills would fail the unit for good"
+    slow_check_config = 15.0  # ExecStartPre on a Pi Zero 2 W: Python, numpy, the interpreter and the model
+    assert (burst - 1) * (slow_check_config + restart) < interval, "a broken config would restart forever"
 
 
 def test_the_network_dropin_opens_ip_only():
