@@ -161,6 +161,23 @@ def check_opencv(version: str | None = None) -> Check:
     return Check(OK, "opencv", version)
 
 
+def check_clip_encoder(encoder: str | None = None, why: str | None = None, machine: str | None = None) -> Check:
+    """Which encoder the clip sink will use here (probed once with blank frames; edge/sinks/encoders.py)."""
+    from edge.sinks import encoders
+
+    if encoder is None:
+        choice = encoders.choose("auto")
+        encoder, why = choice.encoder, choice.why
+    machine = machine if machine is not None else platform.machine()
+    if encoder == encoders.FALLBACK:
+        fix = ("sudo apt install python3-av" if machine in ("armv7l", "armv6l")
+               else "pip install av (./install.sh installs it)")
+        return Check(WARN, "clip encoder", f"mp4v (MPEG-4 Part 2): clips will not play on phones or in browsers "
+                     f"({why})", fix)
+    kind = "hardware" if encoder == encoders.HARDWARE else "software, on the CPU"
+    return Check(OK, "clip encoder", f"{encoder} (H.264, {kind})")
+
+
 def check_tflite_runtime_numpy(package: str | None = None, numpy: str | None = None) -> Check | None:
     """tflite-runtime is built against numpy 1: under numpy 2 it dies with `_ARRAY_API not found`.
 
@@ -569,6 +586,7 @@ CHECKS: list[CheckFn] = [
     check_interpreter,
     check_numpy,
     check_opencv,
+    check_clip_encoder,
     check_tflite_runtime_numpy,
     check_tflite_runtime_python,
     check_tflite_runtime_speed,

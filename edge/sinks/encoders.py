@@ -36,8 +36,9 @@ SOFTWARE = "libx264"
 FALLBACK = "mp4v"
 CHAIN = (HARDWARE, SOFTWARE, FALLBACK)
 TIME_BASE = Fraction(1, 90000)  # the MPEG clock: fine enough for any camera's timestamps
-HARDWARE_BITS_PER_PIXEL = 0.1  # h264_v4l2m2m has no CRF: bit rate = w * h * fps * this (640x480@15: ~0.5 Mbit/s)
+HARDWARE_BITS_PER_PIXEL = 0.2  # h264_v4l2m2m has no CRF: bit rate = w * h * fps * this (640x480@15: 0.9 Mbit/s)
 PROBE_FRAMES = 3
+CRF, PRESET = 26, "ultrafast"  # the clip sink's defaults (edge/config.py)
 PROBE_SIZE = (640, 480)
 INSTALL_HINT = "install PyAV: pip install av (32-bit Raspberry Pi OS: sudo apt install python3-av), or ./install.sh"
 
@@ -86,15 +87,16 @@ def probe(encoder: str, width: int = PROBE_SIZE[0], height: int = PROBE_SIZE[1],
         return f"PyAV does not import ({err})"
     try:
         ctx = av.CodecContext.create(encoder, "w")
-        _configure(ctx, encoder, width, height, fps, crf=23, preset="ultrafast")
+        _configure(ctx, encoder, width, height, fps, crf=CRF, preset=PRESET)
         ctx.open()
         frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
         for k in range(PROBE_FRAMES):
             frame.pts = k * round(1 / (fps * TIME_BASE))
             ctx.encode(frame)
         ctx.encode(None)
-    except Exception as err:  # av.FFmpegError, or a codec this FFmpeg build lacks (ValueError, UnknownCodecError)
-        return f"{type(err).__name__}: {err}".replace("\n", " ")
+    except Exception as err:  # av.error.FFmpegError, or a codec this FFmpeg build lacks (ValueError, UnknownCodecError)
+        why = f"{type(err).__name__}: {err}".replace("\n", " ")
+        return f"no hardware encoder here, only a Raspberry Pi 4 has one ({why})" if encoder == HARDWARE else why
     return ""
 
 
@@ -147,8 +149,8 @@ def _configure(ctx, encoder: str, width: int, height: int, fps: float, crf: int,
 class PyAVWriter:
     """H.264 MP4 (yuv420p, faststart) through PyAV, each frame at its own timestamp."""
 
-    def __init__(self, path: Path, encoder: str, width: int, height: int, fps: float, crf: int = 23,
-                 preset: str = "ultrafast") -> None:
+    def __init__(self, path: Path, encoder: str, width: int, height: int, fps: float, crf: int = CRF,
+                 preset: str = PRESET) -> None:
         import av
 
         self.path, self.encoder = Path(path), encoder
@@ -158,7 +160,7 @@ class PyAVWriter:
         self._last_pts = -1
         try:
             self._out = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
-        except av.FFmpegError as err:
+        except av.error.FFmpegError as err:
             raise OSError(f"cannot create {path}: {err}") from None
         try:
             self._stream = self._out.add_stream(encoder)
@@ -185,7 +187,7 @@ class PyAVWriter:
         try:
             for packet in self._stream.encode(frame):
                 self._out.mux(packet)
-        except (self._av.FFmpegError, OSError) as err:
+        except (self._av.error.FFmpegError, OSError) as err:
             raise OSError(f"encoding {self.path.name} failed: {err}") from None
 
     def close(self) -> None:
@@ -195,7 +197,7 @@ class PyAVWriter:
         finally:
             try:
                 self._out.close()
-            except (self._av.FFmpegError, OSError) as err:
+            except (self._av.error.FFmpegError, OSError) as err:
                 raise OSError(f"finishing {self.path.name} failed: {err}") from None
 
     def abort(self) -> None:
@@ -257,8 +259,8 @@ class OpenCVWriter:
             logger.debug("closing %s: %s", self.path, err)
 
 
-def open_writer(choice: Choice, path: Path, width: int, height: int, fps: float, crf: int = 23,
-                preset: str = "ultrafast") -> PyAVWriter | OpenCVWriter:
+def open_writer(choice: Choice, path: Path, width: int, height: int, fps: float, crf: int = CRF,
+                preset: str = PRESET) -> PyAVWriter | OpenCVWriter:
     if choice.encoder == FALLBACK:
         return OpenCVWriter(path, width, height, fps)
     return PyAVWriter(path, choice.encoder, width, height, fps, crf, preset)
@@ -277,7 +279,7 @@ def readable(path: Path, frames: int = PROBE_FRAMES) -> int:
                 n += 1
                 if n >= frames:
                     break
-    except (av.FFmpegError, OSError, IndexError) as err:  # IndexError: no video stream
+    except (av.error.FFmpegError, OSError, IndexError) as err:  # IndexError: no video stream
         logger.debug("reading %s back: %s", path, err)
     return n
 
