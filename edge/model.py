@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edge import runtime
+from edge import runtime, tflite_file
 from edge.errors import EdgeError
 from edge.labels import read_labels
 from edge.preprocess import InputSpec, Preprocessor
@@ -140,6 +140,7 @@ class StreamModel:
             raise EdgeError(f"cannot read model file {path}: {err.strerror}") from None
         if len(head) < 8 or head[4:8] != b"TFL3":
             raise EdgeError(f"model file {path} is not a TFLite model (no TFL3 header): re-download it with `edge models fetch`")
+        tflite_file.check(path)  # tflite-runtime segfaults on a truncated file: never let it see one
         try:
             with _quiet_stderr():  # the C++ runtime prints "Created TensorFlow Lite XNNPACK delegate" there
                 interp = self.backend.interpreter(model_path=str(path), num_threads=threads)
