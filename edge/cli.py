@@ -507,11 +507,32 @@ def _learn_record(args: argparse.Namespace, cfg):
     return clips, f"rec-{stamp}"
 
 
+# --------------------------------------------------------------------------- notify
+
+
+def add_notify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("notify", help="notify sink helpers: `edge notify test` sends a test message")
+    p.add_argument("what", choices=["test"], help="test: one message through every configured notify URL, now")
+    p.add_argument("-c", "--config", default=None, help="config file (default: as for run)")
+    p.set_defaults(func=cmd_notify)
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """Exit 0 when every service took the test message, 1 when one did not."""
+    from edge import config
+    from edge.sinks.notify import send_test
+
+    results = send_test(config.load(_config_file(args.config)))
+    for name, ok, answer in results:
+        print(f"{name}: {'ok' if ok else 'FAILED'}: {answer}")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
 # --------------------------------------------------------------------------- main
 
 
 COMMANDS = [add_run, add_classify, add_check_config, add_config, add_status, add_tail, add_bench, add_eval, add_models,
-            add_doctor, add_learn]
+            add_doctor, add_learn, add_notify]
 
 
 def build_parser() -> argparse.ArgumentParser:

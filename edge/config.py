@@ -26,7 +26,7 @@ from pydantic import (
 
 from edge.errors import EdgeError
 
-BUILTIN_SINKS = ("log", "overlay", "gpio", "clip")
+BUILTIN_SINKS = ("log", "overlay", "gpio", "clip", "notify")
 
 
 class Section(BaseModel):
@@ -183,6 +183,78 @@ class ClipSinkConfig(SinkBase):
     codec: Literal["auto", "avc1", "mp4v"] = Field("auto", description="auto: H.264 (avc1) if this OpenCV can write it, else MPEG-4 Part 2 (mp4v)")
 
 
+# template fields of the notify sink's title and body, with sample values to check a template against
+NOTIFY_SAMPLE: dict[str, Any] = {"rule": "cooking", "label": "frying vegetables", "score": 0.82, "host": "pi",
+                                 "time": "12:00:00", "duration": "0s", "phase": "started", "reason": ""}
+NOTIFY_FIELDS = tuple(NOTIFY_SAMPLE)
+
+
+class NotifySinkConfig(SinkBase):
+    """Messages to a person through Apprise (ntfy, Telegram, e-mail, webhooks, ...); see docs/notify.md."""
+
+    type: Literal["notify"] = "notify"
+    urls: list[str] = Field(default_factory=list, description="Apprise URLs (ntfy://topic, tgram://token/chat, json://host/path, ...); they hold secrets: prefer urls_file")
+    urls_file: str | None = Field(None, description="file with one Apprise URL a line (# comments), readable by the edge user only (chmod 600); read at start")
+    rules: list[str] = Field(default_factory=list, description="watch rules that notify (empty = all)")
+    on: list[Literal["start", "end"]] = Field(["start"], min_length=1, description="phases that send a message: start, end or both (an end is sent only for an incident whose start was)")
+    attach: Literal["snapshot", "none"] = Field("snapshot", description="snapshot: the annotated frame at the event's peak as a JPEG; none: text only")
+    title: str = Field("{host}: {rule}", max_length=250, description="message title; fields: " + ", ".join(NOTIFY_FIELDS))
+    body: str = Field("{rule} {phase} at {time}: {label} {score:.0%}", max_length=2000, description="message text; fields as for title")
+    min_interval: float = Field(60.0, ge=0, le=86400, description="seconds: at most one incident message per rule this often (a burst of starts sends one)")
+    heartbeat_hours: float = Field(0.0, ge=0, le=8760, description=">0: a 'still watching' message this often, so silence means something")
+    spool_dir: str = Field("notify-spool", description="where messages wait to be sent (one file each); relative paths are under $STATE_DIRECTORY or the current folder; one folder per notify sink")
+    spool_max_messages: int = Field(200, ge=1, le=100000, description="messages kept waiting at most; beyond that the oldest is dropped (counted)")
+    spool_max_mb: float = Field(50.0, gt=0, le=10000, description="spool size at most, snapshots included; beyond that the oldest is dropped (counted)")
+    max_age_hours: float = Field(24.0, gt=0, le=8760, description="a message still unsent after this long is dropped (counted): a day-old alert is news to nobody")
+    retry_seconds: float = Field(5.0, gt=0, le=3600, description="first wait before a failed service is tried again; doubles each failure")
+    retry_max_seconds: float = Field(600.0, gt=0, le=86400, description="longest wait between tries of a failing service")
+    jpeg_quality: int = Field(80, ge=10, le=100, description="snapshot JPEG quality")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: Any) -> Any:
+        # YAML 1.1 reads an unquoted `on:` key as true, and `on: start` is one phase
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        if isinstance(data, dict) and isinstance(data.get("on"), str):
+            data = {**data, "on": [data["on"]]}
+        return data
+
+    @field_validator("urls")
+    @classmethod
+    def _url_shape(cls, value: list[str]) -> list[str]:
+        for i, url in enumerate(value):  # never echo a URL: it carries tokens
+            if "://" not in url.strip():
+                raise ValueError(f"urls[{i}] is not a URL (service://...); see docs/notify.md for the forms")
+        return [u.strip() for u in value]
+
+    @field_validator("title", "body")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        import string
+
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as err:
+            raise ValueError(f"bad template ({err}); write {{{{ and }}}} for literal braces") from None
+        unknown = sorted(f for f in fields if f not in NOTIFY_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown field {{{unknown[0]}}} (fields: {', '.join(NOTIFY_FIELDS)})")
+        try:
+            value.format(**NOTIFY_SAMPLE)
+        except (ValueError, TypeError, IndexError) as err:
+            raise ValueError(f"bad template ({err})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _some_url(self) -> NotifySinkConfig:
+        if not self.urls and not self.urls_file:
+            raise ValueError("needs urls or urls_file (one Apprise URL a line)")
+        if self.retry_max_seconds < self.retry_seconds:
+            raise ValueError(f"retry_max_seconds ({self.retry_max_seconds}) must be >= retry_seconds ({self.retry_seconds})")
+        return self
+
+
 class PluginSinkConfig(BaseModel):
     """A third-party sink from the ``edge.sinks`` entry-point group; it validates its own options."""
 
@@ -202,6 +274,7 @@ SinkConfig = Annotated[
         Annotated[OverlaySinkConfig, Tag("overlay")],
         Annotated[GpioSinkConfig, Tag("gpio")],
         Annotated[ClipSinkConfig, Tag("clip")],
+        Annotated[NotifySinkConfig, Tag("notify")],
         Annotated[PluginSinkConfig, Tag("plugin")],
     ],
     Discriminator(_sink_tag),

@@ -21,6 +21,7 @@ REGISTRY = {
     "overlay": "edge.sinks.overlay:OverlaySink",
     "gpio": "edge.sinks.gpio:GpioSink",
     "clip": "edge.sinks.clip:ClipSink",
+    "notify": "edge.sinks.notify:NotifySink",
 }
 ENTRY_POINT_GROUP = "edge.sinks"
 
