@@ -45,11 +45,28 @@ def classify_file(video: str, cfg: ModelConfig, top: int = 5, every: float | Non
         "frames": frames,
         "top": [s.as_dict() for s in engine.top(probs, top)],
         "timeline": timeline,
+        "warnings": clip_warnings(frames, frame.t, src.duration, engine.fps, getattr(cfg, "window_seconds", 5.0)),
     }
+
+
+def clip_warnings(frames: int, last_t: float, declared: float, fps: float, window_seconds: float) -> list[str]:
+    """Why an answer may rest on too little: fewer model frames than the state window holds, or a
+    file that ends well before the length its container declares (truncated, or a broken tail)."""
+    out = []
+    window = max(1, round(window_seconds * fps))
+    if frames < window:
+        out.append(f"only {frames} frame(s) at {fps:g} fps, fewer than the {window} of the model's "
+                   f"{window_seconds:g} s window: the answer rests on {frames / fps:.1f} s of video")
+    end = last_t + 1.0 / fps
+    if declared > 0 and end < declared - max(0.5, 0.05 * declared):
+        out.append(f"the video ends at {last_t:.1f} s but declares {declared:.1f} s: truncated or damaged, "
+                   "the rest was not classified")
+    return out
 
 
 def format_result(result: dict) -> str:
     lines = [f"{Path(result['video']).name}: {result['frames']} frames at 5 fps, model {result['model']}"]
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     if result["timeline"]:
         lines.append("timeline (running top-1):")
         lines += [f"  {p['t']:7.1f}s  {p['score']:.3f}  {p['label']}" for p in result["timeline"]]

@@ -217,7 +217,8 @@ def evaluate(samples: list[Sample], engine, targets: dict[str, frozenset[str]], 
             want = targets[sample.label]
             top = out["top"]
             results.append({"file": sample.name, "label": sample.label, "frames": out["frames"], "top": top,
-                            "top1": top[0]["label"] in want, "top5": any(p["label"] in want for p in top[:TOP])})
+                            "top1": top[0]["label"] in want, "top5": any(p["label"] in want for p in top[:TOP]),
+                            "warnings": out.get("warnings", [])})
         bar.update(len(samples), "done")
     finally:
         bar.close()
@@ -240,6 +241,7 @@ def evaluate(samples: list[Sample], engine, targets: dict[str, frozenset[str]], 
         "per_class": per_class,
         "misses": [{"file": r["file"], "label": r["label"], "top": r["top"]} for r in results if not r["top1"]],
         "errors": errors,
+        "warnings": [{"file": r["file"], "warning": w} for r in results for w in r["warnings"]],
         "confusion": confusion(results, targets),
     }
 
@@ -393,6 +395,9 @@ def format_report(r: dict) -> str:
         lines.append(f"errors ({len(r['errors'])}): could not be read, not counted above")
         for e in r["errors"]:
             lines.append(f"  {e['file']}: {e['error']}")
+    if r.get("warnings"):
+        lines.append(f"warnings ({len(r['warnings'])}): counted above, but the answer rests on little")
+        lines += [f"  {w['file']}: {w['warning']}" for w in r["warnings"]]
     if r.get("confusion_png"):
         lines.append(f"confusion matrix: {r['confusion_png']} (counts: {r['confusion_csv']})")
     return "\n".join(lines)

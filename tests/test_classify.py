@@ -27,7 +27,7 @@ def test_carving_ice_top1_with_the_official_threshold(real_model, shared_videos,
     out = classify_json(capsys, str(shared_videos / "carving_ice.mp4"), "--model", str(model), "--labels", str(labels))
     assert out["top"][0]["label"] == "carving ice"
     assert out["top"][0]["score"] >= 0.5
-    assert set(out) == {"video", "model", "frames", "top", "timeline"}
+    assert set(out) == {"video", "model", "frames", "top", "timeline", "warnings"}
     assert len(out["top"]) == 5
 
 
