@@ -147,6 +147,28 @@ def check_interpreter(package: str | None = None, version: str | None = None, er
     return Check(OK, "interpreter", f"{package} {version}")
 
 
+def check_runtime_choice(package: str | None = None, machine: str | None = None, bits: int | None = None,
+                         litert: str | None = None) -> Check | None:
+    """Why this interpreter package: the fast one, the only one for 32-bit Arm, or why not the fast one."""
+    package = package if package is not None else interpreter()[0]
+    machine = machine if machine is not None else platform.machine()
+    bits = bits if bits is not None else (64 if sys.maxsize > 2**32 else 32)
+    if package == LITERT:
+        return Check(OK, "runtime", f"{LITERT}: the maintained runtime (XNNPACK, about 10x faster than "
+                     f"{TFLITE_RUNTIME}), used whenever it imports")
+    if package != TFLITE_RUNTIME:
+        return None
+    if bits == 32 and machine.startswith(("arm", "aarch")):
+        return Check(OK, "runtime", f"{TFLITE_RUNTIME}: the only TFLite runtime for 32-bit Arm ({machine}, "
+                     f"32-bit Python); {LITERT} has 64-bit wheels only")
+    litert = litert if litert is not None else dist_version(LITERT)
+    if litert:
+        return Check(WARN, "runtime", f"{TFLITE_RUNTIME}: {LITERT} {litert} is installed but does not import",
+                     f"pip install --force-reinstall {LITERT}")
+    return Check(WARN, "runtime", f"{TFLITE_RUNTIME}: {LITERT} is not installed (./install.sh --tflite-runtime, "
+                 f"or no {LITERT} wheel for this Python or board)", f"pip install {LITERT}")
+
+
 def check_numpy(version: str | None = None) -> Check:
     version = version if version is not None else module_version("numpy")
     if not version:
@@ -584,6 +606,7 @@ CHECKS: list[CheckFn] = [
     check_python,
     check_platform,
     check_interpreter,
+    check_runtime_choice,
     check_numpy,
     check_opencv,
     check_clip_encoder,
