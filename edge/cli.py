@@ -246,14 +246,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     if path is None or not path.exists():
         raise EdgeError("no status file found (is the daemon running? `systemctl status edge`): "
                         "pass --file if status.path is set in the config")
+    if path.is_dir():
+        raise EdgeError(f"{path} is a folder: pass the status file in it (--file {path / 'status.json'})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise EdgeError(f"cannot read status file {path}: {err}") from None
+    except OSError as err:
+        raise EdgeError(f"cannot read status file {path}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise EdgeError(f"cannot read status file {path}: it is not JSON ({err}); pass the status.json the daemon writes") from None
+    if not isinstance(data, dict):
+        raise EdgeError(f"status file {path} is not an edge status (a JSON object expected, found a "
+                        f"{type(data).__name__}): pass the status.json the daemon writes")
     if args.json:
         print(json.dumps(data, indent=1))
-    else:
+        return 0
+    try:
         print(format_status(data, path))
+    except (AttributeError, TypeError, KeyError, ValueError) as err:
+        raise EdgeError(f"status file {path} is not an edge status ({type(err).__name__}: {err}): "
+                        "pass the status.json the daemon writes, or --json to see it as it is") from None
     return 0
 
 

@@ -72,10 +72,17 @@ def log_path_from_config(config_path: Path) -> Path:
 
 
 def _format_line(line: str) -> str:
+    """A log line for people; a line that is not one of ours (not JSON, other fields) is shown as it is."""
     try:
         d = json.loads(line)
-    except ValueError:
-        return line.rstrip("\n")
+        if isinstance(d, dict):
+            return _format_record(d)
+    except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, or fields of the wrong type
+        pass
+    return line.rstrip("\n")
+
+
+def _format_record(d: dict) -> str:
     t = d.get("t")
     when = (d.get("wall") or "")[11:19]
     head = f"{when} {t:8.1f}s" if isinstance(t, (int, float)) else f"{when} {'':>9}"
@@ -95,6 +102,10 @@ def tail(path: Path, lines: int = 10, follow: bool = True, events_only: bool = F
     out = out if out is not None else sys.stdout  # looked up per call, not bound once at import
     if not path.exists():
         raise EdgeError(f"log file {path} does not exist yet (is the daemon running with a log sink?)")
+    if path.is_dir():
+        raise EdgeError(f"{path} is a folder: pass the log file in it (--file {path / 'edge.jsonl'})")
+    if not os.access(path, os.R_OK):
+        raise EdgeError(f"log file {path} is not readable by this user (sudo, or add yourself to the edge group)")
 
     def show(line: str) -> None:
         if events_only and '"kind":"event"' not in line.replace(" ", ""):
