@@ -526,6 +526,62 @@ def format_list(head: Head, name: str) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- in the pipeline
+
+
+class LearnedLabels:
+    """A head file's classes as ordinary labels of every prediction.
+
+    ``add``: the model's own probabilities, then one score per learned class
+    (the learned scores and ``unknown`` share 1, so they rank against the model's
+    labels on the same scale). ``replace``: the learned classes and ``unknown``
+    only. Scores come from each frame's window feature (``engine.feature``).
+    """
+
+    def __init__(self, head: Head, mode: str, model_labels: list[str], path: str | os.PathLike[str]) -> None:
+        self.head, self.mode, self.path = head, mode, Path(path)
+        if mode == "add":
+            clash = LabelIndex(model_labels)
+            same = [c for c in head.classes if clash.find(c) is not None]
+            if same:
+                raise EdgeError(f"head file {path}: learned class {same[0]!r} is also a label of the model, so a watch "
+                                "rule could not tell them apart: set model.head_mode: replace, or remove the class "
+                                "and add it again under another name")
+            self.labels = list(model_labels) + head.classes
+        elif mode == "replace":
+            self.labels = head.classes + [UNKNOWN]
+        else:
+            raise EdgeError(f"model.head_mode must be add or replace, got {mode!r}")
+
+    def apply(self, probs: np.ndarray, feature: np.ndarray | None) -> np.ndarray:
+        """The prediction's scores over :attr:`labels`, from the model's probabilities and the window feature."""
+        if feature is None:
+            raise EdgeError("the engine gave no window feature, so learned classes cannot be scored")
+        scores = self.head.scores(feature)
+        return np.concatenate([probs, scores[:-1]]).astype(np.float32) if self.mode == "add" else scores
+
+    def describe(self) -> str:
+        return f"{len(self.head.classes)} learned classes from {self.path.name} ({self.mode})"
+
+
+def load_learned(model_cfg, engine) -> LearnedLabels | None:
+    """The configured head (``model.head``) checked against the engine's model; None when none is configured."""
+    if not model_cfg.head:
+        return None
+    from edge.models import sha256_file
+
+    path = head_path(None, model_cfg.head)
+    head = Head.load(path)
+    model = engine.model
+    if getattr(model, "feature_size", None) is None or not getattr(engine, "split", False):
+        raise EdgeError(f"model.head: model {model.name} gives no window feature (it is not split at its head "
+                        "pool), so learned classes cannot be scored: use a0, a1 or a2")
+    head.check_model(sha256_file(model.path), model.feature_size, model.name, path)
+    learned = LearnedLabels(head, model_cfg.head_mode, engine.labels, path)
+    logger.info("learned classes: %s", learned.describe())
+    return learned
+
+
 # --------------------------------------------------------------------------- embedding clips
 
 
