@@ -30,17 +30,14 @@ from edge.capture.base import Frame, FrameSource, SourceError, describe_spec, op
 from edge.config import Config, LogSinkConfig
 from edge.engine import Engine
 from edge.errors import EdgeError
-from edge.model import softmax
+from edge.pipeline import STAGES, Pipeline
+from edge.prediction import Prediction
 from edge.ring import FrameRing
-from edge.sampler import FrameSampler
 from edge.service import Notifier, default_status_path, write_atomic
-from edge.sinks.base import Prediction, SinkContext, SinkRunner
-from edge.smoothing import RuleTracker, Smoother
+from edge.sinks.base import SinkContext, SinkRunner
+from edge.smoothing import Event, RuleTracker
 
 logger = logging.getLogger(__name__)
-
-STAGES = ("queue", "preprocess", "invoke", "state_copy", "postprocess", "total")
-
 
 @dataclass
 class Overrides:
@@ -62,34 +59,6 @@ class Overrides:
             else:
                 cfg.sinks.append(LogSinkConfig(path=self.log))
         return cfg
-
-
-@dataclass
-class Pipeline:
-    """What the inference thread uses; swapped whole on reload."""
-
-    engine: Engine
-    smoother: Smoother
-    tracker: RuleTracker
-    sampler: FrameSampler
-    top: int  # labels ranked per prediction: as many as the most any sink shows (status.json shows 3)
-
-    @classmethod
-    def build(cls, cfg: Config, engine: Engine | None = None) -> Pipeline:
-        engine = engine or Engine(cfg.model)
-        top = max([3] + [s.top for s in cfg.sinks if isinstance(getattr(s, "top", None), int)])
-        return cls(engine=engine, smoother=Smoother.from_config(cfg.smoothing),
-                   tracker=RuleTracker(cfg.watch, engine.labels), sampler=FrameSampler(cfg.model.fps), top=top)
-
-    def predict(self, frame: Frame, logits: np.ndarray) -> Prediction:
-        """The model's logits for ``frame`` -> probabilities, smoothing, rule events: the Prediction sinks get."""
-        probs = softmax(logits)
-        smoothed = self.smoother.update(probs)
-        events = self.tracker.update(frame.t, smoothed)
-        return Prediction(
-            t=frame.t, wall=time.time(), seq=frame.seq, probs=probs, top=self.engine.top(probs, self.top),
-            smoothed=smoothed, smoothed_top=self.engine.top(smoothed, self.top), scores=self.tracker.scores(smoothed),
-            events=events, active=self.tracker.active(), frame=frame)
 
 
 @dataclass
@@ -426,54 +395,38 @@ class Daemon:
 
     def _reset_state(self, p: Pipeline, t: float, why: str) -> None:
         logger.info("resetting model state: %s", why)
-        p.engine.reset()
-        p.smoother.reset()
-        p.sampler.reset()
+        p.reset()
         self.stats.resets += 1
         self._end_all(p.tracker, t, "reset")
 
     def _infer(self, p: Pipeline, frame: Frame) -> None:
-        t0 = time.monotonic()
-        logits = p.engine.step(frame.pixels)
-        t1 = time.monotonic()
-        times = p.engine.times
-        pred = p.predict(frame, logits)
-        pred.model_fps = Stats.rate(self.stats.infer_times)
-        pred.drops = self.ring.dropped + self.stats.overrun_drops
-        events = pred.events
-        for r in self.runners:
-            r.submit(pred)
-        t2 = time.monotonic()
-        lat = {"queue": max(0.0, t0 - frame.mono) if frame.mono else 0.0,
-               "preprocess": times.preprocess, "invoke": times.invoke, "state_copy": times.state_copy,
-               "postprocess": (t2 - t1), "total": t2 - t0}
-        pred.latency = lat
-        for stage, value in lat.items():
+        pred, events = p.step(frame, model_fps=Stats.rate(self.stats.infer_times),
+                              drops=self.ring.dropped + self.stats.overrun_drops)
+        self._last = pred  # before publishing: a stop that follows ends events with this one as the latest
+        self._publish(events, pred)
+        for runner in self.runners:
+            runner.submit(pred)
+        for stage, value in pred.latency.items():
             self.stats.latency[stage].append(value)
+        now = time.monotonic()
         self.stats.inferences += 1
-        self.stats.last_infer_mono = t2
-        self.stats.infer_times.append(t2)
-        for ev in events:
-            logger.info("event %s %s at %.1f s (score %.2f)", ev.rule, ev.phase, ev.t, ev.score)
-        self._last = pred
+        self.stats.last_infer_mono = now
+        self.stats.infer_times.append(now)
         self.ready.set()
 
-    def _publish_events(self, events: list, t: float) -> None:
-        last = self._last
-        pred = Prediction(t=t, wall=time.time(), seq=last.seq if last else 0,
-                          probs=last.probs if last else np.zeros(1), top=last.top if last else [],
-                          smoothed=last.smoothed if last else np.zeros(1), smoothed_top=last.smoothed_top if last else [],
-                          events=list(events), active={}, frame=last.frame if last else None)
+    def _publish(self, events: list[Event], latest: Prediction | None) -> None:
+        """Every event phase goes to every sink in its own envelope, with the latest prediction."""
         for ev in events:
-            logger.info("event %s %s at %.1f s (%s)", ev.rule, ev.phase, ev.t, ev.reason)
-        for r in self.runners:
-            r.submit(pred)
+            if ev.phase == "start":
+                logger.info("event %s start at %.1f s (score %.2f)", ev.rule, ev.t, ev.score)
+            else:
+                logger.info("event %s end at %.1f s (%s)", ev.rule, ev.t, ev.reason)
+            for runner in self.runners:
+                runner.submit_event(ev, latest)
 
     def _end_all(self, tracker: RuleTracker, t: float, reason: str) -> None:
         """End the tracker's active events and send the end events to the sinks."""
-        ended = tracker.end_all(t, reason)
-        if ended:
-            self._publish_events(ended, t)
+        self._publish(tracker.end_all(t, reason), self._last)
 
     def _end_events(self, reason: str) -> None:
         if self.pipeline is not None:

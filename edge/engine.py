@@ -7,26 +7,17 @@ so a file is classified exactly as the camera would be.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 
 from edge import models as model_store
 from edge.config import ModelConfig
 from edge.errors import EdgeError
-from edge.model import StreamModel, softmax, top_k
+from edge.model import StreamModel
+from edge.prediction import Scored, softmax, top_k
 from edge.states import EnsemblePolicy, make_policy
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Scored:
-    label: str
-    score: float
-
-    def as_dict(self) -> dict:
-        return {"label": self.label, "score": round(float(self.score), 4)}
 
 
 class Engine:

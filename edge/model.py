@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from edge import runtime, tflite_file
+from edge import runtime
 from edge.errors import EdgeError
 from edge.labels import read_labels
+from edge.prediction import softmax, top_k  # noqa: F401  (kept importable from here)
 from edge.preprocess import InputSpec, Preprocessor
 
 logger = logging.getLogger(__name__)
@@ -90,21 +91,6 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float32, copy=True)
-    z -= z.max()
-    np.exp(z, out=z)
-    z /= z.sum()
-    return z
-
-
-def top_k(probs: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values, largest first (argpartition, then sort only k)."""
-    k = max(1, min(k, probs.shape[-1]))
-    idx = np.argpartition(probs, -k)[-k:]
-    return idx[np.argsort(probs[idx])[::-1]]
-
-
 class StreamModel:
     """A stream model with its interpreter, created once, and its recurrent state."""
 
@@ -140,7 +126,6 @@ class StreamModel:
             raise EdgeError(f"cannot read model file {path}: {err.strerror}") from None
         if len(head) < 8 or head[4:8] != b"TFL3":
             raise EdgeError(f"model file {path} is not a TFLite model (no TFL3 header): re-download it with `edge models fetch`")
-        tflite_file.check(path)  # tflite-runtime segfaults on a truncated file: never let it see one
         try:
             with _quiet_stderr():  # the C++ runtime prints "Created TensorFlow Lite XNNPACK delegate" there
                 interp = self.backend.interpreter(model_path=str(path), num_threads=threads)

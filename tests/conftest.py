@@ -100,7 +100,7 @@ def shared_videos() -> Path:
 
 
 class RecordingSink:
-    """Stand-in for a plug-in sink: keeps every prediction; tests wait on it with a timeout (never sleep)."""
+    """Stand-in for a plug-in sink: keeps every prediction and event; tests wait on it with a timeout (never sleep)."""
 
     type = "record"
 
@@ -109,6 +109,7 @@ class RecordingSink:
 
         self.cfg, self.ctx = cfg, ctx
         self.predictions: list = []
+        self.received: list = []  # (event, latest prediction) pairs, in order
         self.cond = threading.Condition()
         self.started = self.closed = False
 
@@ -118,6 +119,11 @@ class RecordingSink:
     def emit(self, prediction) -> None:
         with self.cond:
             self.predictions.append(prediction)
+            self.cond.notify_all()
+
+    def event(self, event, latest) -> None:
+        with self.cond:
+            self.received.append((event, latest))
             self.cond.notify_all()
 
     def close(self) -> None:
@@ -134,10 +140,15 @@ class RecordingSink:
         with self.cond:
             return self.cond.wait_for(lambda: condition(self.predictions), timeout)
 
+    def wait_for_events(self, condition, timeout: float = 10.0) -> bool:
+        """Wait until ``condition(events)`` holds; False on timeout."""
+        with self.cond:
+            return self.cond.wait_for(lambda: condition([ev for ev, _ in self.received]), timeout)
+
     @property
     def events(self) -> list:
         with self.cond:
-            return [ev for p in self.predictions for ev in p.events]
+            return [ev for ev, _ in self.received]
 
 
 class _FakeEntryPoint:

@@ -56,9 +56,9 @@ def event(rule: str, phase: str, t: float) -> Event:
     return Event(rule=rule, phase=phase, t=t, score=0.9, start=t, peak=0.9, duration=0.0)
 
 
-def prediction(frame, events=()) -> Prediction:
+def prediction(frame) -> Prediction:
     return Prediction(t=frame.t, wall=WALL0 + frame.t, seq=frame.seq, probs=np.zeros(2), top=[],
-                      smoothed=np.zeros(2), smoothed_top=[], events=list(events), frame=frame)
+                      smoothed=np.zeros(2), smoothed_top=[], frame=frame)
 
 
 class Driver:
@@ -85,7 +85,10 @@ class Driver:
                 evs = []
                 while pending and frame.t >= pending[0][0] - 1e-9:
                     evs += [event(rule, "start", frame.t) for rule in pending.pop(0)[1]]
-                self.sink.emit(prediction(frame, evs))
+                p = prediction(frame)
+                for ev in evs:  # as the sink runner delivers them: a frame's events, then its prediction
+                    self.sink.event(ev, p)
+                self.sink.emit(p)
             self.i += 1
 
     def start_t(self, near: float) -> float:

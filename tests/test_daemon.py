@@ -227,7 +227,7 @@ def test_reload_applies_an_edited_config_and_keeps_running(reload_setup, caplog)
     assert daemon.reload() is True
     assert f"config reloaded from {path} (changed: watch)" in caplog.text
     assert [r.name for r in daemon.cfg.watch] == ["redness"]
-    assert sink.wait_for(lambda ps: any(ev.rule == "redness" and ev.phase == "start" for p in ps for ev in p.events))
+    assert sink.wait_for_events(lambda evs: any(ev.rule == "redness" and ev.phase == "start" for ev in evs))
     snap = daemon.snapshot()
     assert [e["rule"] for e in snap["active_events"]] == ["redness"]
     assert snap["last_error"] == ""
@@ -240,7 +240,7 @@ def test_reload_of_unrelated_keys_keeps_an_active_event(reload_setup):
     rule = {"name": "redness", "labels": ["red"], "enter": 0.5, "exit": 0.3}
     write_config(path, {**base, "watch": [rule]})
     assert daemon.reload() is True
-    assert sink.wait_for(lambda ps: any(ev.rule == "redness" and ev.phase == "start" for p in ps for ev in p.events))
+    assert sink.wait_for_events(lambda evs: any(ev.rule == "redness" and ev.phase == "start" for ev in evs))
     write_config(path, {**base, "watch": [rule], "smoothing": {"alpha": 0.7}})
     assert daemon.reload() is True
     n = len(sink.predictions)
@@ -254,10 +254,10 @@ def test_reload_of_the_rules_ends_their_events(reload_setup):
     daemon, path, base, sink = reload_setup
     write_config(path, {**base, "watch": [{"name": "redness", "labels": ["red"], "enter": 0.5, "exit": 0.3}]})
     assert daemon.reload() is True
-    assert sink.wait_for(lambda ps: any(ev.phase == "start" for p in ps for ev in p.events))
+    assert sink.wait_for_events(lambda evs: any(ev.phase == "start" for ev in evs))
     write_config(path, {**base, "watch": [{"name": "redness", "labels": ["red"], "enter": 0.6, "exit": 0.3}]})
     assert daemon.reload() is True
-    assert sink.wait_for(lambda ps: sum(ev.phase == "start" for p in ps for ev in p.events) == 2)
+    assert sink.wait_for_events(lambda evs: sum(ev.phase == "start" for ev in evs) == 2)
     ends = [ev for ev in sink.events if ev.phase == "end"]
     assert [(ev.rule, ev.reason) for ev in ends] == [("redness", "reload")]
 

@@ -65,11 +65,19 @@ def event(rule: str, phase: str, t: float) -> Event:
                  duration=0.0 if phase == "start" else t, reason="" if phase == "start" else "score")
 
 
-def pred(t: float, events: list[Event] = (), active: tuple[str, ...] = ()) -> Prediction:
-    evs = list(events)
+def pred(t: float, events: list[Event] = (), active: tuple[str, ...] = ()) -> tuple[Prediction, list[Event]]:
+    """A prediction at t and the events that happened at its frame."""
     return Prediction(t=t, wall=1_700_000_000.0 + t, seq=int(t * 5), probs=np.zeros(2), top=[],
-                      smoothed=np.zeros(2), smoothed_top=[], events=evs,
-                      active={r: event(r, "start", t) for r in active})
+                      smoothed=np.zeros(2), smoothed_top=[],
+                      active={r: event(r, "start", t) for r in active}), list(events)
+
+
+def send(sink, sent: tuple[Prediction, list[Event]]) -> None:
+    """Deliver as the sink runner does: the frame's events, then its prediction."""
+    p, evs = sent
+    for ev in evs:
+        sink.event(ev, p)
+    sink.emit(p)
 
 
 def make(factory, **kw) -> GpioSink:
@@ -79,11 +87,11 @@ def make(factory, **kw) -> GpioSink:
     return sink
 
 
-def start(rule: str = "cook", t: float = 1.0) -> Prediction:
+def start(rule: str = "cook", t: float = 1.0) -> tuple[Prediction, list[Event]]:
     return pred(t, [event(rule, "start", t)], active=(rule,))
 
 
-def end(rule: str = "cook", t: float = 3.0) -> Prediction:
+def end(rule: str = "cook", t: float = 3.0) -> tuple[Prediction, list[Event]]:
     return pred(t, [event(rule, "end", t)])
 
 
@@ -94,13 +102,13 @@ def test_registry_names_the_gpio_sink():
 def test_on_mode_follows_the_event(factory):
     sink = make(factory, mode="on")
     pin = factory.pin(PIN)
-    sink.emit(pred(0.8))
-    sink.emit(start())
+    send(sink, pred(0.8))
+    send(sink, start())
     assert pin.state is True
-    sink.emit(pred(1.2, active=("cook",)))  # still active: no new transition
-    sink.emit(end())
+    send(sink, pred(1.2, active=("cook",)))  # still active: no new transition
+    send(sink, end())
     assert pin.state is False
-    sink.emit(pred(3.2))
+    send(sink, pred(3.2))
     sink.close()
     assert pin.levels() == [False, True, False]
     assert sink.switches == 1
@@ -109,9 +117,9 @@ def test_on_mode_follows_the_event(factory):
 def test_on_mode_follows_active_when_the_start_was_dropped(factory):
     sink = make(factory, mode="on")
     pin = factory.pin(PIN)
-    sink.emit(pred(1.2, active=("cook",)))  # the start prediction was dropped by a busy runner
+    send(sink, pred(1.2, active=("cook",)))  # the start prediction was dropped by a busy runner
     assert pin.state is True
-    sink.emit(pred(4.0))  # and so was the end
+    send(sink, pred(4.0))  # and so was the end
     assert pin.state is False
     sink.close()
 
@@ -119,7 +127,7 @@ def test_on_mode_follows_active_when_the_start_was_dropped(factory):
 def test_pulse_mode_is_on_for_pulse_seconds_then_off(factory):
     sink = make(factory, mode="pulse", pulse_seconds=0.05)
     pin = factory.pin(PIN)
-    sink.emit(start())
+    send(sink, start())
     assert pin.state is True
     sink.device._blink_thread.join(WAIT)  # gpiozero's pulse thread finishes after pulse_seconds
     assert pin.levels() == [False, True, False]
@@ -131,8 +139,8 @@ def test_pulse_mode_is_on_for_pulse_seconds_then_off(factory):
 def test_pulse_is_not_cut_short_by_the_event_end(factory):
     sink = make(factory, mode="pulse", pulse_seconds=0.2)
     pin = factory.pin(PIN)
-    sink.emit(start())
-    sink.emit(end(t=1.2))
+    send(sink, start())
+    send(sink, end(t=1.2))
     assert pin.state is True  # the end does not stop the pulse
     sink.device._blink_thread.join(WAIT)
     assert pin.levels() == [False, True, False]
@@ -143,7 +151,7 @@ def test_pulse_is_not_cut_short_by_the_event_end(factory):
 def test_close_in_the_middle_of_a_pulse_turns_the_pin_off_at_once(factory):
     sink = make(factory, mode="pulse", pulse_seconds=60)
     pin = factory.pin(PIN)
-    sink.emit(start())
+    send(sink, start())
     assert pin.state is True
     sink.close()
     assert pin.state is False
@@ -156,9 +164,9 @@ def test_close_in_the_middle_of_a_pulse_turns_the_pin_off_at_once(factory):
 def test_blink_mode_blinks_while_active_and_is_off_after_the_end(factory):
     sink = make(factory, mode="blink", blink_on=0.01, blink_off=0.01)
     pin = factory.pin(PIN)
-    sink.emit(start())
+    send(sink, start())
     assert pin.wait_for(lambda: len(pin.states) >= 7), pin.levels()
-    sink.emit(end())
+    send(sink, end())
     assert pin.state is False
     levels = pin.levels()
     assert levels[:7] == [False, True, False, True, False, True, False]
@@ -171,11 +179,11 @@ def test_active_low_inverts_the_levels(factory):
     sink = make(factory, mode="on", active_high=False)
     pin = factory.pin(PIN)
     assert pin.state is True  # off = high
-    sink.emit(start())
+    send(sink, start())
     assert pin.state is False
-    sink.emit(end())
+    send(sink, end())
     assert pin.state is True
-    sink.emit(start(t=5.0))
+    send(sink, start(t=5.0))
     sink.close()  # safe state of an active-low load is high
     assert pin.state is True
     assert pin.levels() == [False, True, False, True, False, True]
@@ -184,7 +192,7 @@ def test_active_low_inverts_the_levels(factory):
 def test_active_low_pulse(factory):
     sink = make(factory, mode="pulse", pulse_seconds=0.02, active_high=False)
     pin = factory.pin(PIN)
-    sink.emit(start())
+    send(sink, start())
     sink.device._blink_thread.join(WAIT)
     sink.close()
     assert pin.levels() == [False, True, False, True]
@@ -193,13 +201,13 @@ def test_active_low_pulse(factory):
 def test_events_of_other_rules_are_ignored(factory):
     sink = make(factory, mode="on", rule="cook")
     pin = factory.pin(PIN)
-    sink.emit(start("wash"))
-    sink.emit(pred(1.2, active=("wash",)))
-    sink.emit(end("wash"))
+    send(sink, start("wash"))
+    send(sink, pred(1.2, active=("wash",)))
+    send(sink, end("wash"))
     assert pin.levels() == [False]
-    sink.emit(pred(4.0, [event("wash", "start", 4.0), event("cook", "start", 4.0)], active=("wash", "cook")))
+    send(sink, pred(4.0, [event("wash", "start", 4.0), event("cook", "start", 4.0)], active=("wash", "cook")))
     assert pin.state is True
-    sink.emit(pred(5.0, [event("wash", "end", 5.0)], active=("cook",)))
+    send(sink, pred(5.0, [event("wash", "end", 5.0)], active=("cook",)))
     assert pin.state is True
     sink.close()
 
@@ -207,14 +215,14 @@ def test_events_of_other_rules_are_ignored(factory):
 def test_reload_closes_the_old_sink_and_a_new_one_takes_the_same_pin(factory):
     old = make(factory, mode="blink", blink_on=0.01, blink_off=0.01)
     pin = factory.pin(PIN)
-    old.emit(start())
+    send(old, start())
     assert pin.wait_for(lambda: len(pin.states) >= 3)
     # daemon.reload: the new runners are built first, then the old ones closed, then the new ones started
     new = GpioSink(GpioSinkConfig(pin=PIN, rule="cook", mode="on"), ctx(), pin_factory=factory)
     old.close()
     assert pin.state is False
     new.start()
-    new.emit(start(t=9.0))
+    send(new, start(t=9.0))
     assert pin.state is True
     new.close()
     assert pin.state is False
@@ -261,7 +269,7 @@ def test_close_unregisters_the_atexit_hook(factory, monkeypatch):
     monkeypatch.setattr("atexit.unregister", lambda fn: hooks.remove(fn) if fn in hooks else None)
     sink = make(factory, mode="on")
     assert hooks == [sink.close]  # interpreter exit turns the pin off
-    sink.emit(start())
+    send(sink, start())
     hooks[0]()  # what atexit would run
     assert factory.pin(PIN).state is False
     assert hooks == []
@@ -272,7 +280,9 @@ def test_through_the_runner_stop_turns_the_pin_off(factory):
     runner = SinkRunner(GpioSink(GpioSinkConfig(pin=PIN, rule="cook", mode="on"), ctx(), pin_factory=factory))
     runner.start()
     pin = factory.pin(PIN)
-    runner.submit(start())
+    p, (ev,) = start()
+    runner.submit_event(ev, p)
+    runner.submit(p)
     assert runner.drain(WAIT)
     assert pin.state is True
     assert runner.health()["output"] == "on"

@@ -29,14 +29,22 @@ def ctx() -> SinkContext:
     return SinkContext(labels=["cook", "wash"], rules=["cook"])
 
 
-def pred(i: int, event: str | None = None) -> Prediction:
+def pred(i: int, event: str | None = None) -> tuple[Prediction, list[Event]]:
     """Prediction number i at t = i / 5 s; ``event`` "start"/"end" adds a cook event (with the number in reason)."""
     t = i / 5
     events = [Event(rule="cook", phase=event, t=t, score=0.9, start=t, peak=0.9, duration=0.0, reason=f"n{i}")] \
         if event else []
     top = [Scored("cook", 0.9), Scored("wash", 0.1)]
     return Prediction(t=t, wall=1_700_000_000.0 + t, seq=i, probs=np.zeros(2), top=top, smoothed=np.zeros(2),
-                      smoothed_top=top, events=events)
+                      smoothed_top=top), events
+
+
+def send(sink, sent: tuple[Prediction, list[Event]]) -> None:
+    """Deliver as the sink runner does: the frame's events, then its prediction."""
+    p, evs = sent
+    for ev in evs:
+        sink.event(ev, p)
+    sink.emit(p)
 
 
 def make(path: Path, **kw) -> LogSink:
@@ -63,7 +71,7 @@ def test_events_status_and_predictions_at_prediction_every(tmp_path):
     path = tmp_path / "edge.jsonl"
     sink = make(path, prediction_every=1.0)
     for i in range(11):  # 0 .. 2 s at 5 fps
-        sink.emit(pred(i, "start" if i == 3 else None))
+        send(sink, pred(i, "start" if i == 3 else None))
     sink.close()
     sink.close()  # idempotent
     lines = read_lines(path)
@@ -79,7 +87,7 @@ def test_appends_and_repairs_a_partial_last_line_left_by_a_crash(tmp_path):
     path = tmp_path / "edge.jsonl"
     path.write_bytes(b'{"kind":"status","status":"started"}\n{"kind":"event","t":1.')  # power cut mid-line
     sink = make(path)
-    sink.emit(pred(1, "start"))
+    send(sink, pred(1, "start"))
     sink.close()
     lines = read_lines(path)
     assert [line["kind"] for line in lines] == ["status", "status", "event", "prediction", "status"]
@@ -92,7 +100,7 @@ def test_rotation_keeps_n_files_of_whole_lines(tmp_path):
     path = tmp_path / "edge.jsonl"
     sink = make(path, max_mb=0.001, keep=3, prediction_every=0)  # rotate at 1000 bytes
     for i in range(200):
-        sink.emit(pred(i, "start" if i % 10 == 0 else None))
+        send(sink, pred(i, "start" if i % 10 == 0 else None))
     sink.close()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["edge.jsonl", "edge.jsonl.1", "edge.jsonl.2", "edge.jsonl.3"]
@@ -112,7 +120,7 @@ def test_rotation_with_keep_0_keeps_only_the_current_file(tmp_path):
     path = tmp_path / "edge.jsonl"
     sink = make(path, max_mb=0.001, keep=0, prediction_every=0)
     for i in range(50):
-        sink.emit(pred(i))
+        send(sink, pred(i))
     sink.close()
     assert [p.name for p in tmp_path.iterdir()] == ["edge.jsonl"]
     assert path.stat().st_size <= 1000
@@ -137,12 +145,12 @@ def test_unwritable_at_start_keeps_events_and_writes_them_when_it_can(tmp_path):
     blocker.write_text("a file where the log folder should be")
     path = blocker / "edge.jsonl"
     sink = make(path, retry_seconds=0)  # does not raise
-    sink.emit(pred(1, "start"))
+    send(sink, pred(1, "start"))
     st = sink.status()
     assert st["writable"] is False and st["ok"] is False
     assert st["backlog"] == 2 and st["unwritten_events"] == 2 and st["unwritten_predictions"] == 1
     blocker.unlink()  # the folder can be created now
-    sink.emit(pred(6, "end"))
+    send(sink, pred(6, "end"))
     sink.close()
     lines = read_lines(path)
     assert [(line["kind"], line.get("phase")) for line in lines] == [
@@ -156,24 +164,24 @@ def test_unwritable_at_start_keeps_events_and_writes_them_when_it_can(tmp_path):
 CHILD = textwrap.dedent("""
     import json, resource, signal, sys
     sys.path.insert(0, sys.argv[2])
-    from tests.test_log_sink import make, pred
+    from tests.test_log_sink import make, pred, send
     from pathlib import Path
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG instead of killing us
     path = Path(sys.argv[1])
     sink = make(path, prediction_every=0, retry_seconds=0)
     for i in range(10):
-        sink.emit(pred(i, "start" if i % 2 == 0 else None))
+        send(sink, pred(i, "start" if i % 2 == 0 else None))
     before = path.stat().st_size
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (before + 300, hard))  # room for about 2 more lines
     for i in range(10, 40):
-        sink.emit(pred(i, "start" if i % 2 == 0 else None))
+        send(sink, pred(i, "start" if i % 2 == 0 else None))
     full = sink.status()
     size_full = path.stat().st_size
     resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space returns
     for i in range(40, 44):
-        sink.emit(pred(i, "start" if i % 2 == 0 else None))
+        send(sink, pred(i, "start" if i % 2 == 0 else None))
     after = sink.status()
     sink.close()
     print(json.dumps({"before": before, "limit": before + 300, "size_full": size_full,
@@ -220,15 +228,15 @@ def test_disk_full_enospc_on_a_real_tmpfs(tiny_disk):
     path = tiny_disk / "edge.jsonl"
     sink = make(path, prediction_every=0, retry_seconds=0)
     runner = SinkRunner(sink)  # only to read health() the way status.json does
-    sink.emit(pred(0, "start"))
+    send(sink, pred(0, "start"))
     filler = fill(tiny_disk)
     i = 1
     while sink.status()["writable"] and i < 2000:  # the log's last page fills up, then ENOSPC
-        sink.emit(pred(i, "start" if i % 3 == 0 else None))
+        send(sink, pred(i, "start" if i % 3 == 0 else None))
         i += 1
     assert not sink.status()["writable"], "the tmpfs never filled up"
     for j in range(i, i + 20):
-        sink.emit(pred(j, "start" if j % 3 == 0 else None))
+        send(sink, pred(j, "start" if j % 3 == 0 else None))
     st = sink.status()
     assert "ENOSPC" in st["write_error"]
     assert st["unwritten_predictions"] > 0 and st["backlog"] > 0
@@ -238,7 +246,7 @@ def test_disk_full_enospc_on_a_real_tmpfs(tiny_disk):
 
     filler.unlink()  # space returns
     n = i + 20
-    sink.emit(pred(n, "start"))
+    send(sink, pred(n, "start"))
     sink.close()
     lines = read_lines(path)
     assert event_numbers(lines) == [k for k in range(n + 1) if k == 0 or k % 3 == 0 or k == n]
@@ -252,11 +260,11 @@ def test_backlog_is_bounded_and_counts_what_falls_out(tiny_disk):
     filler = fill(tiny_disk)
     i = 0
     while sink.status()["writable"] and i < 2000:
-        sink.emit(pred(i, "start"))
+        send(sink, pred(i, "start"))
         i += 1
     first_unwritten = i - 1
     for j in range(i, i + 10):
-        sink.emit(pred(j, "start"))
+        send(sink, pred(j, "start"))
     st = sink.status()
     assert st["backlog"] == 5 and st["lost_events"] == st["unwritten_events"] - 5
     filler.unlink()

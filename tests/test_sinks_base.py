@@ -15,10 +15,13 @@ from edge.sinks.base import Prediction, Sink, SinkContext, SinkRunner
 from edge.smoothing import Event
 
 
-def pred(seq: int, event: bool = False) -> Prediction:
-    events = [Event(rule="r", phase="start", t=seq, score=0.9, start=seq, peak=0.9, duration=0.0)] if event else []
+def pred(seq: int) -> Prediction:
     return Prediction(t=float(seq), wall=0.0, seq=seq, probs=np.zeros(3), top=[], smoothed=np.zeros(3),
-                      smoothed_top=[], events=events)
+                      smoothed_top=[])
+
+
+def ev(seq: int) -> Event:
+    return Event(rule="r", phase="start", t=seq, score=0.9, start=seq, peak=0.9, duration=0.0)
 
 
 class GatedSink(Sink):
@@ -37,6 +40,10 @@ class GatedSink(Sink):
         self.entered.set()
         assert self.gate.wait(30), "test never opened the gate"
         self.seen.append(p.seq)
+
+    def event(self, event: Event, latest: Prediction | None) -> None:
+        assert self.gate.wait(30), "test never opened the gate"
+        self.seen.append(f"{event.t:g}e")
 
     def close(self) -> None:
         self.closed += 1
@@ -110,27 +117,57 @@ def test_a_slow_sink_does_not_block_submit(runners):
 
 
 @pytest.mark.parametrize("submitted, emitted, dropped", [
-    # queue of 3; seq 0 is in emit (blocked) when the rest arrive; "e" = carries an event
+    # queue of 3; seq 0 is in emit (blocked) when the rest arrive; "e" = an event (its own envelope)
     ([1, 2, 3], [0, 1, 2, 3], 0),
-    ([1, "2e", 3, 4], [0, "2e", 3, 4], 1),  # the oldest plain one (1) goes, the event stays
+    ([1, "2e", 3, 4], [0, "2e", 3, 4], 1),  # the oldest prediction (1) goes, the event stays
     ([1, "2e", 3, 4, "5e", 6], [0, "2e", "5e", 6], 3),
-    (["1e", "2e", "3e", 4], [0, "2e", "3e", 4], 1),  # all events: the oldest goes
-    (["1e", "2e", "3e", "4e", "5e"], [0, "3e", "4e", "5e"], 2),
-    ([1, 2, 3, "4e", "5e", "6e", "7e"], [0, "5e", "6e", "7e"], 4),
+    (["1e", "2e", "3e", 4], [0, "1e", "2e", "3e"], 1),  # only events queued: the new prediction goes
+    (["1e", "2e", "3e", "4e", "5e"], [0, "1e", "2e", "3e", "4e", "5e"], 0),  # events are never dropped
+    ([1, 2, 3, "4e", "5e", "6e", "7e"], [0, "4e", "5e", "6e", "7e"], 3),
+    (["1e", 2, 3, 4, "5e", 6], [0, "1e", "5e", 6], 3),  # an event makes room by dropping a prediction too
 ])
-def test_queue_overflow_drops_the_oldest_plain_prediction_first(runners, submitted, emitted, dropped):
+def test_queue_overflow_drops_the_oldest_prediction_and_never_an_event(runners, submitted, emitted, dropped):
     sink = GatedSink()
     runner = runners(sink, queue_size=3)
     runner.submit(pred(0))
     assert sink.entered.wait(5)
     for item in submitted:
-        seq = int(str(item).rstrip("e"))
-        runner.submit(pred(seq, event=str(item).endswith("e")))
+        if str(item).endswith("e"):
+            runner.submit_event(ev(int(item[:-1])), None)
+        else:
+            runner.submit(pred(item))
     sink.gate.set()
     assert runner.drain(5)
-    assert sink.seen == [int(str(e).rstrip("e")) for e in emitted]
+    assert sink.seen == emitted
     assert runner.dropped == dropped
     assert runner.emitted == len(emitted)
+
+
+def test_events_reach_the_sink_in_order_with_the_latest_prediction(runners):
+    got = []
+
+    class EventSink(Sink):
+        def event(self, event, latest):
+            got.append((event.t, latest.seq if latest is not None else None))
+
+    runner = runners(EventSink(None, SinkContext(labels=[])))
+    runner.submit_event(ev(1), pred(1))
+    runner.submit(pred(2))
+    runner.submit_event(ev(2), None)  # an end at stop before any prediction
+    assert runner.drain(5)
+    assert got == [(1, 1), (2, None)]
+    assert runner.emitted == 3 and runner.errors == 0
+
+
+def test_a_failing_event_is_counted_as_an_event_error(runners):
+    class BadEvents(Sink):
+        def event(self, event, latest):
+            raise OSError("no disk")
+
+    runner = runners(BadEvents(None, SinkContext(labels=[])))
+    runner.submit_event(ev(1), None)
+    assert runner.drain(5)
+    assert runner.errors == 1 and runner.last_error == "event: OSError: no disk"
 
 
 # --------------------------------------------------------------------------- failing sinks

@@ -1,10 +1,16 @@
-"""The Sink base class, the Prediction it receives, and the runner that isolates it.
+"""The Sink base class and the runner that isolates it.
 
-A sink is ``start()``, ``emit(prediction)``, ``close()`` with no-op defaults (as
-picamera2's ``Output``). Each sink runs on its own thread behind a bounded
-queue (:class:`SinkRunner`): the inference thread never waits for a sink, a
-slow sink loses the oldest predictions (never one carrying an event while a
-plain one can go instead), and a failing sink is logged (rate-limited) and
+A sink is ``start()``, ``emit(prediction)``, ``event(event, latest)``,
+``close()`` with no-op defaults (as picamera2's ``Output``). ``emit`` gets every
+published :class:`~edge.prediction.Prediction`; ``event`` gets every watch-rule
+event phase (start, end) in its own envelope with the latest prediction (None
+before the first one), whether it happened at a frame or at a stop, reset or
+reload. For a frame that causes events, the events come first, then the
+prediction.
+
+Each sink runs on its own thread behind a bounded queue (:class:`SinkRunner`):
+the inference thread never waits for a sink, a slow sink loses the oldest
+predictions but never an event, and a failing sink is logged (rate-limited) and
 counted but never stops the pipeline or the other sinks.
 """
 
@@ -16,43 +22,16 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-import numpy as np
+from edge.prediction import Prediction
 
 if TYPE_CHECKING:
-    from edge.capture.base import Frame
-    from edge.engine import Scored
     from edge.ring import FrameRing
     from edge.smoothing import Event
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Prediction:
-    """One model output, published by the inference thread to every sink."""
-
-    t: float  # source seconds (video time for files)
-    wall: float  # time.time() when the prediction was made
-    seq: int  # the frame's sequence number
-    probs: np.ndarray
-    top: list[Scored]
-    smoothed: np.ndarray
-    smoothed_top: list[Scored]
-    scores: dict[str, float] = field(default_factory=dict)  # watch rule -> score
-    events: list[Event] = field(default_factory=list)  # events that started/ended at this prediction
-    active: dict[str, Event] = field(default_factory=dict)  # events in progress
-    latency: dict[str, float] = field(default_factory=dict)  # stage -> seconds
-    frame: Frame | None = None  # the frame the model saw (full size, RGB)
-    model_fps: float = 0.0
-    drops: int = 0
-
-    @property
-    def wall_iso(self) -> str:
-        return datetime.fromtimestamp(self.wall, timezone.utc).astimezone().isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -100,6 +79,9 @@ class Sink:
     def emit(self, prediction: Prediction) -> None:
         pass
 
+    def event(self, event: Event, latest: Prediction | None) -> None:
+        """A watch rule's event started or ended; ``latest`` is the newest prediction (None before the first)."""
+
     def close(self) -> None:
         pass
 
@@ -111,6 +93,13 @@ class Sink:
         return self.type
 
 
+class _Item(NamedTuple):
+    """One queued delivery: a prediction (event None) or an event with the latest prediction."""
+
+    prediction: Prediction | None
+    event: Event | None = None
+
+
 class SinkRunner:
     """Runs one sink on its own thread behind a bounded queue; counts what goes wrong."""
 
@@ -119,7 +108,7 @@ class SinkRunner:
     def __init__(self, sink: Sink, queue_size: int = 64) -> None:
         self.sink = sink
         self.queue_size = max(1, queue_size)
-        self._queue: deque[Prediction] = deque()
+        self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -147,17 +136,31 @@ class SinkRunner:
         self._thread.start()
 
     def submit(self, prediction: Prediction) -> None:
-        """Never blocks. When full, drop the oldest plain prediction (or the oldest, if all carry events)."""
+        """Never blocks. When full, the oldest queued prediction goes (this one, if only events are queued)."""
         with self._cond:
-            if len(self._queue) >= self.queue_size:
-                victim = next((p for p in self._queue if not p.events), None)
-                if victim is not None:
-                    self._queue.remove(victim)
-                else:
-                    self._queue.popleft()
-                self.dropped += 1
-            self._queue.append(prediction)
+            if not self._make_room():
+                self.dropped += 1  # this one: only events are queued
+                return
+            self._queue.append(_Item(prediction))
             self._cond.notify()
+
+    def submit_event(self, event: Event, latest: Prediction | None) -> None:
+        """Never blocks; an event is never dropped (when only events are queued, the queue grows by this one)."""
+        with self._cond:
+            self._make_room()
+            self._queue.append(_Item(latest, event))
+            self._cond.notify()
+
+    def _make_room(self) -> bool:
+        """Called with the lock held: drop the oldest queued prediction if the queue is full; False if full of events."""
+        if len(self._queue) < self.queue_size:
+            return True
+        victim = next((i for i, item in enumerate(self._queue) if item.event is None), None)
+        if victim is None:
+            return False
+        del self._queue[victim]
+        self.dropped += 1
+        return True
 
     def _run(self) -> None:
         while True:
@@ -168,11 +171,15 @@ class SinkRunner:
                     return
                 item = self._queue.popleft()
                 self.busy = True
+            where = "emit" if item.event is None else "event"
             try:
-                self.sink.emit(item)
+                if item.event is None:
+                    self.sink.emit(item.prediction)
+                else:
+                    self.sink.event(item.event, item.prediction)
                 self.emitted += 1
             except Exception as err:
-                self._error("emit", err)
+                self._error(where, err)
             finally:
                 with self._cond:
                     self.busy = False
@@ -199,8 +206,11 @@ class SinkRunner:
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                logger.warning("sink %s did not finish within %.1f s; %d predictions not written",
-                               self.name, timeout, len(self._queue))
+                with self._cond:
+                    events = sum(item.event is not None for item in self._queue)
+                    predictions = len(self._queue) - events
+                logger.warning("sink %s did not finish within %.1f s; %d predictions not written%s", self.name,
+                               timeout, predictions, f" and {events} events lost" if events else "")
         try:
             self.sink.close()
         except Exception as err:

@@ -210,23 +210,23 @@ class ClipSink(Sink):
     def _wants(self, rule: str) -> bool:
         return not self.cfg.rules or rule in self.cfg.rules
 
+    def event(self, ev, p: Prediction | None) -> None:
+        with self._lock:
+            if self._closed or p is None or ev.phase != "start" or not self._wants(ev.rule):
+                return
+            clip = self._clip
+            if clip is not None and ev.t < clip.end:
+                self._extend(clip, ev)
+                return
+            if clip is not None:
+                self._catch_up()  # finishes it: the window ended before this start
+                if self._clip is not None:
+                    self._finish()
+            self._begin(ev, p)
+
     def emit(self, p: Prediction) -> None:
         with self._lock:
-            if self._closed:
-                return
-            for ev in p.events:
-                if ev.phase != "start" or not self._wants(ev.rule):
-                    continue
-                clip = self._clip
-                if clip is not None and ev.t < clip.end:
-                    self._extend(clip, ev)
-                    continue
-                if clip is not None:
-                    self._catch_up()  # finishes it: the window ended before this start
-                    if self._clip is not None:
-                        self._finish()
-                self._begin(ev, p)
-            if self._clip is not None:
+            if not self._closed and self._clip is not None:
                 self._catch_up()
 
     def _extend(self, clip: _Clip, ev) -> None:

@@ -10,8 +10,8 @@ own, and tests pass gpiozero's ``MockFactory`` as ``pin_factory``. Modes:
   times it). A new start during a pulse starts the pulse again.
 - ``blink``: ``blink_on``/``blink_off`` while the event is active.
 
-What the pin should do is worked out from the prediction's events for the rule
-(a start or an end) and, when it carries none, from ``prediction.active``, so a
+The pin follows the rule's events (``event()``: a start or an end, never
+dropped by the runner) and every prediction's ``active`` (``emit()``), so a
 prediction the runner dropped under load cannot leave the pin stuck.
 
 The pin goes to its off state whenever the sink closes: on stop, on a reload
@@ -29,7 +29,8 @@ import threading
 from typing import Any
 
 from edge.errors import EdgeError
-from edge.sinks.base import Prediction, Sink, SinkContext
+from edge.prediction import Prediction
+from edge.sinks.base import Sink, SinkContext
 
 logger = logging.getLogger(__name__)
 
@@ -113,15 +114,15 @@ class GpioSink(Sink):
 
     # ------------------------------------------------------------------ events
 
-    def _wanted(self, p: Prediction) -> bool:
-        """Should the rule count as active after this prediction?"""
-        phases = [ev.phase for ev in p.events if ev.rule == self.cfg.rule]
-        if phases:
-            return phases[-1] == "start"
-        return self.cfg.rule in p.active
+    def event(self, event, latest: Prediction | None) -> None:
+        if event.rule == self.cfg.rule:
+            self._follow(event.phase == "start")
 
     def emit(self, p: Prediction) -> None:
-        want = self._wanted(p)
+        self._follow(self.cfg.rule in p.active)
+
+    def _follow(self, want: bool) -> None:
+        """Drive the output so the rule counts as active (``want``) or not."""
         with self._lock:
             device = self.device
             if device is None or want == self._active:

@@ -32,10 +32,10 @@ import re
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
 from typing import Any
 
-from edge.sinks.base import Prediction, Sink, SinkContext
+from edge.prediction import Prediction, event_wall, iso_wall
+from edge.sinks.base import Sink, SinkContext
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,9 @@ def prediction_line(p: Prediction, top: int) -> dict[str, Any]:
     }
 
 
-def event_line(p: Prediction, ev) -> dict[str, Any]:
-    return {"t": round(ev.t, 3), "wall": p.wall_iso, "kind": "event", "label": ev.rule, **ev.as_dict()}
+def event_line(ev, latest: Prediction | None) -> dict[str, Any]:
+    return {"t": round(ev.t, 3), "wall": iso_wall(event_wall(ev, latest)), "kind": "event", "label": ev.rule,
+            **ev.as_dict()}
 
 
 def _encode(obj: dict[str, Any]) -> bytes:
@@ -178,17 +179,20 @@ class LogSink(Sink):
     # ------------------------------------------------------------------ lines
 
     def write_status(self, what: str, **extra: Any) -> None:
-        wall = datetime.fromtimestamp(time.time(), timezone.utc).astimezone().isoformat(timespec="milliseconds")
+        wall = iso_wall(time.time())
         with self._lock:
             self._line(_encode({"t": extra.pop("t", None), "wall": wall, "kind": "status", "status": what, **extra}),
                        event=True)
+
+    def event(self, event, latest: Prediction | None) -> None:
+        with self._lock:
+            if not self._closed:
+                self._line(_encode(event_line(event, latest)), event=True)
 
     def emit(self, p: Prediction) -> None:
         with self._lock:
             if self._closed:
                 return
-            for ev in p.events:
-                self._line(_encode(event_line(p, ev)), event=True)
             every = self.cfg.prediction_every
             if self._next_t is None or p.t >= self._next_t or every == 0:
                 self._line(_encode(prediction_line(p, self.cfg.top)), event=False)

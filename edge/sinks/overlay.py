@@ -29,7 +29,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from edge.sinks.base import Prediction, Sink, SinkContext
+from edge.prediction import Prediction
+from edge.sinks.base import Sink, SinkContext
 from edge.sinks.displays import NullDisplay, pick_display
 
 logger = logging.getLogger(__name__)

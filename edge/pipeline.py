@@ -1,0 +1,90 @@
+"""One frame in, one Prediction out: the per-frame step shared by `edge run`, bench, classify and eval.
+
+    frame --> engine.step (preprocess, invoke, state policy) --> softmax --> smoother --> watch rules
+          --> Prediction (immutable, latency included) + the events this frame caused
+
+The daemon's inference thread, ``edge bench``, ``edge classify`` and ``edge
+eval`` all call :meth:`Pipeline.step`, so a file is classified exactly as the
+camera would be and a benchmark measures what the daemon runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edge.prediction import Prediction, ranked, softmax
+from edge.sampler import FrameSampler
+from edge.smoothing import Event, RuleTracker, Smoother
+
+if TYPE_CHECKING:
+    from edge.capture.base import Frame
+    from edge.config import Config
+    from edge.engine import Engine
+
+STAGES = ("queue", "preprocess", "invoke", "state_copy", "postprocess", "total")  # Prediction.latency keys
+
+
+@dataclass
+class Pipeline:
+    """What the inference thread uses; swapped whole on reload."""
+
+    engine: Engine
+    smoother: Smoother
+    tracker: RuleTracker
+    sampler: FrameSampler
+    top: int  # labels ranked per prediction: as many as the most any sink shows (status.json shows 3)
+
+    @classmethod
+    def build(cls, cfg: Config, engine: Engine | None = None) -> Pipeline:
+        if engine is None:
+            from edge.engine import Engine
+
+            engine = Engine(cfg.model)
+        top = max([3] + [s.top for s in cfg.sinks if isinstance(getattr(s, "top", None), int)])
+        return cls(engine=engine, smoother=Smoother.from_config(cfg.smoothing),
+                   tracker=RuleTracker(cfg.watch, engine.labels), sampler=FrameSampler(cfg.model.fps), top=top)
+
+    def step(self, frame: Frame, model_fps: float = 0.0, drops: int = 0) -> tuple[Prediction, list[Event]]:
+        """Run the model on ``frame``: its Prediction (with every stage's latency) and the events it caused."""
+        t0 = time.monotonic()
+        logits = self.engine.step(frame.pixels)
+        return self.predict(frame, logits, started=t0, model_fps=model_fps, drops=drops)
+
+    def predict(self, frame: Frame, logits: np.ndarray, started: float | None = None, model_fps: float = 0.0,
+                drops: int = 0) -> tuple[Prediction, list[Event]]:
+        """The model's logits for ``frame`` -> probabilities, smoothing, rule events -> the Prediction sinks get.
+
+        ``started`` is when the model step began (time.monotonic()); with it the
+        Prediction carries the stage latencies, all measured before it is published.
+        """
+        t1 = time.monotonic()
+        probs = softmax(logits)
+        smoothed = self.smoother.update(probs)
+        events = self.tracker.update(frame.t, smoothed)
+        labels = self.engine.labels
+        top, smoothed_top = ranked(labels, probs, self.top), ranked(labels, smoothed, self.top)
+        scores, active = self.tracker.scores(smoothed), self.tracker.active()
+        latency = {}
+        if started is not None:
+            t2 = time.monotonic()
+            times = self.engine.times
+            latency = {"queue": max(0.0, started - frame.mono) if frame.mono else 0.0,
+                       "preprocess": times.preprocess, "invoke": times.invoke, "state_copy": times.state_copy,
+                       "postprocess": t2 - t1, "total": t2 - started}
+        pred = Prediction(t=frame.t, wall=time.time(), seq=frame.seq, probs=probs, top=top, smoothed=smoothed,
+                          smoothed_top=smoothed_top, scores=scores, active=active, latency=latency, frame=frame,
+                          model_fps=model_fps, drops=drops)
+        return pred, events
+
+    def reset(self) -> None:
+        """Forget the model state, the smoothing history and the sampling grid (a gap in the frames)."""
+        self.engine.reset()
+        self.smoother.reset()
+        self.sampler.reset()
+
+
+__all__ = ["Pipeline", "STAGES"]
