@@ -102,6 +102,16 @@ def check_model(cfg: Config, report: Report) -> list[str] | None:
     if reason is not None and cfg.model.state_policy != "cumulative":
         report.warnings.append(f"model {m.name} cannot be split at its head pool ({reason}): "
                                f"it runs the cumulative policy, not {cfg.model.state_policy}")
+    if cfg.model.head:  # learned classes (edge learn): the head file against this model; its names are labels too
+        from edge.learn import load_learned
+
+        try:
+            learned = load_learned(cfg.model, engine)
+        except EdgeError as err:
+            report.errors.append(f"model.head: {err}")
+            return None
+        report.model += f", {learned.describe()}"
+        return learned.labels
     return engine.labels
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -465,3 +466,72 @@ def test_learn_add_a_class_folder_dataset_then_list_and_eval(tmp_path, real_mode
     assert "broken.mp4" in capsys.readouterr().err and head.read_bytes() == before
     assert cli.main(["learn", "list", "--head", str(head), "-c", str(tmp_path / "c.yaml")]) == 0
     assert "pool: 2 example(s) from 1 recording(s): pool/cleaning_pool.mp4" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- the tiny model: check-config, daemon
+
+
+def tiny_head(path, model_path, sha: str | None = None, classes=("stop", "go")) -> Path:
+    """A head on the tiny fixture model (its feature: mean R, G, B, previous frame): stop = red, go = green."""
+    from edge.models import sha256_file
+
+    vectors = {"stop": [1.0, 0.0, 0.0, 0.3], "go": [0.0, 1.0, 0.0, 0.3], "wait": [0.0, 0.0, 1.0, 0.3]}
+    head = Head(4, model_path.name, sha or sha256_file(model_path))
+    for k, name in enumerate(classes):
+        for rec in ("r1", "r2"):
+            head.add(name, [Example(name, f"{name}-{rec}", f"/{name}/{rec}.mp4", 0.0, 5.0)],
+                     np.array([vectors[name]]) + 0.05 * (rec == "r2"))
+    return head.save(path)
+
+
+@pytest.fixture
+def check_head(tmp_path, tiny_model_path, tiny_labels_path, capsys):
+    """``check_head(head, watch=[...], mode="add")`` -> (exit code, stdout, stderr) of check-config."""
+
+    def run(head, watch=(), mode="add"):
+        data = {"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path), "head": str(head),
+                          "head_mode": mode},
+                "watch": list(watch), "sinks": [{"type": "log", "path": str(tmp_path / "edge.jsonl")}]}
+        path = tmp_path / "config.yaml"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        code = cli.main(["check-config", "-c", str(path)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_check_config_accepts_a_head_learned_on_the_model_and_rules_on_its_classes(check_head, tmp_path,
+                                                                                     tiny_model_path):
+    head = tiny_head(tmp_path / "my.head", tiny_model_path)
+    code, out, err = check_head(head, watch=[{"name": "halt", "labels": ["stop"]}])
+    assert code == 0, err
+    assert "2 learned classes from my.head (add)" in out
+    code, _, err = check_head(head, watch=[{"name": "halt", "labels": ["stopp"]}])
+    assert code == 2 and "'stopp'" in err and "did you mean 'stop'" in err
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda p, model: tiny_head(p, model, sha="0" * 64), "was learned on model tiny_stream.tflite (sha256 000000000000"),
+    (lambda p, model: p.write_bytes(b"garbage"), "is not a readable edge head file"),
+    (lambda p, model: None, "does not exist"),
+])
+def test_check_config_refuses_a_head_that_does_not_fit_in_one_line(check_head, tmp_path, tiny_model_path, damage,
+                                                                    needle):
+    path = tmp_path / "my.head"
+    damage(path, tiny_model_path)
+    code, _, err = check_head(path)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("edge: error: ")
+    assert "model.head: head file" in lines[0] and needle in lines[0]
+
+
+def test_check_config_head_mode_add_refuses_a_class_named_like_a_model_label(check_head, tmp_path, tiny_model_path):
+    from edge.models import sha256_file
+
+    head = Head(4, "tiny", sha256_file(tiny_model_path))
+    head.add("Red", [Example("Red", "r", "/r.mp4", 0, 5)], np.array([[1.0, 0, 0, 0.3]]))
+    head.save(tmp_path / "my.head")
+    code, _, err = check_head(tmp_path / "my.head")
+    assert code == 2 and "learned class 'Red' is also a label of the model" in err
+    assert check_head(tmp_path / "my.head", mode="replace")[0] == 0
