@@ -22,6 +22,8 @@ Running it again changes nothing that is already right.
 
 Options:
   --dev               also install the test tools (pip install -e '.[dev]')
+  --with notify       also install Apprise for the notify sink (pip extra edge[notify]); with
+                      --system this happens by itself when /etc/edge/config.yaml has a notify sink
   --models-from DIR   copy the model files from DIR instead of downloading them
                       (sha256 still checked; same as EDGE_MODELS_FROM=DIR)
   --no-models         do not install any model
@@ -53,6 +55,7 @@ VENV="$ROOT/.venv"
 PYTHON_GIVEN="${PYTHON:-}"
 PYTHON="${PYTHON:-python3}"
 DEV=0
+WITH=() # optional extras (--with notify): pip install 'edge[notify]'
 MODELS=1
 MODELS_FROM="${EDGE_MODELS_FROM:-}"
 FORCE_TFLITE=0
@@ -80,6 +83,16 @@ parse_args() {
     while (($#)); do
         case "$1" in
             --dev) DEV=1 ;;
+            --with)
+                (($# >= 2)) || usage_error "--with needs an extra: notify"
+                [[ "$2" == notify ]] || usage_error "unknown extra $2 for --with (known: notify)"
+                WITH+=("$2")
+                shift
+                ;;
+            --with=*)
+                [[ "${1#--with=}" == notify ]] || usage_error "unknown extra ${1#--with=} for --with (known: notify)"
+                WITH+=("${1#--with=}")
+                ;;
             --no-models) MODELS=0 ;;
             --tflite-runtime) FORCE_TFLITE=1 ;;
             --system) SYSTEM=1 ;;
@@ -323,6 +336,7 @@ program_stamp() {
     local digest
     digest="$(cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
     printf 'source sha256 %s\n' "$digest"
+    printf 'extras %s\n' "${WITH[*]}"
     printf 'python %s\n' "$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
     printf 'constraints %s\n' "${PIP_CONSTRAINTS[*]:+numpy<2}"
     printf 'tflite-runtime %s\n' "$FORCE_TFLITE"
@@ -441,6 +455,32 @@ print(host, ip)
 PY
 }
 
+# 1 when the installed config has a sink of type notify, else 0 (fails when the config does not validate).
+notify_sink() {
+    "$VENV/bin/python" - "$ETC/config.yaml" <<'PY'
+import sys
+
+from edge.config import load
+from edge.errors import EdgeError
+
+try:
+    cfg = load(sys.argv[1])
+except EdgeError as err:
+    sys.exit(f"{err}")
+print(int(any(getattr(s, "type", None) == "notify" for s in cfg.sinks)))
+PY
+}
+
+# A notify sink in an existing /etc/edge/config.yaml asks for Apprise, as --with notify does
+# (a plain look at the text: the venv that could parse it may not exist yet).
+notify_extra_from_config() {
+    if [[ -f "$ETC/config.yaml" && " ${WITH[*]} " != *" notify "* ]] &&
+        grep -Eq '^[[:space:]-]*type:[[:space:]]*["'"'"']?notify["'"'"']?[[:space:]]*(#.*)?$' "$ETC/config.yaml"; then
+        WITH+=(notify)
+        say "the config has a notify sink: installing Apprise too"
+    fi
+}
+
 install_unit() {
     put_file "$ROOT/systemd/edge.service" "$UNIT" 0644
 
@@ -475,6 +515,16 @@ install_unit() {
         put_dropin "$TMPD/network.conf" "$DROPINS/network.conf"
     else
         remove_ours "$DROPINS/network.conf"
+    fi
+    local has_notify=0
+    has_notify="$(notify_sink)" || has_notify=""
+    if [[ -z "$has_notify" ]]; then
+        say "warning: $ETC/config.yaml does not validate, so the notify drop-in was not updated (edge check-config -c /etc/edge/config.yaml)"
+    elif ((has_notify)); then
+        say "the config has a notify sink: edge may open outgoing connections to the internet (no listening socket)"
+        put_dropin "$ROOT/systemd/edge-notify.conf" "$DROPINS/notify.conf"
+    else
+        remove_ours "$DROPINS/notify.conf"
     fi
     if [[ -d "$DROPINS" ]]; then
         rmdir "$DROPINS" 2>/dev/null || true # only when empty
@@ -546,6 +596,7 @@ system_install() {
     apt_packages
     ensure_user
     ensure_dirs
+    notify_extra_from_config
     install_program
     install_config
     system_models
@@ -574,6 +625,7 @@ system_uninstall() {
     else
         remove_ours "$DROPINS/groups.conf"
         remove_ours "$DROPINS/network.conf"
+        remove_ours "$DROPINS/notify.conf"
         if [[ -d "$DROPINS" ]]; then
             rmdir "$DROPINS" 2>/dev/null || say "kept $DROPINS (your own drop-ins)"
         fi
@@ -653,8 +705,11 @@ platform_preflight() {
         die "32-bit Arm needs ${missing[*]} from apt (no armv7l wheels on PyPI): run  sudo apt-get install -y ${missing[*]}  then ./install.sh again"
     else
         say "installing ${missing[*]} with apt"
-        apt-get install -y --no-install-recommends "${missing[@]}" ||
-            die "apt-get install ${missing[*]} failed (see above): run  sudo apt-get update  and ./install.sh again"
+        if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
+            say "apt-get install failed: updating the package lists and trying once more"
+            apt-get update && apt-get install -y --no-install-recommends "${missing[@]}" ||
+                die "apt-get install ${missing[*]} failed (see above): fix apt (sudo apt-get update), then ./install.sh again"
+        fi
     fi
     if [[ "$("$PYTHON" -c 'import numpy; print(numpy.__version__)' 2>/dev/null)" != 1.* ]]; then
         die "tflite-runtime needs numpy 1.x, but $PYTHON sees numpy $("$PYTHON" -c 'import numpy; print(numpy.__version__)' 2>&1 | tail -n 1): remove the numpy that pip installed system-wide (sudo pip uninstall numpy) so apt's python3-numpy is used"
@@ -689,7 +744,8 @@ make_venv() {
 
 # The project's requirements from pyproject.toml (one a line, markers kept), without $1 $2 ...
 requirements_without() {
-    "$VENV/bin/python" - "$ROOT/pyproject.toml" "$DEV" "$@" <<'PY'
+    INSTALL_WITH="${WITH[*]}" "$VENV/bin/python" - "$ROOT/pyproject.toml" "$DEV" "$@" <<'PY'
+import os
 import re
 import sys
 import tomllib
@@ -699,6 +755,8 @@ with open(sys.argv[1], "rb") as f:
 reqs = list(project.get("dependencies", []))
 if sys.argv[2] == "1":
     reqs += project.get("optional-dependencies", {}).get("dev", [])
+for extra in os.environ.get("INSTALL_WITH", "").split():  # --with notify
+    reqs += project.get("optional-dependencies", {}).get(extra, [])
 skip = {name.lower().replace("_", "-") for name in sys.argv[3:]}
 for req in reqs:
     name = re.match(r"[A-Za-z0-9._-]+", req.strip()).group(0).lower().replace("_", "-")
@@ -715,6 +773,15 @@ install_package() {
     if [[ -n "$PKG_SOURCE" ]]; then
         target="$PKG_SOURCE"
         editable=()
+    fi
+    if ((${#WITH[@]})); then # --with notify: edge[notify], or edge[dev,notify]
+        local extras
+        extras="$(IFS=,; printf '%s' "${WITH[*]}")"
+        if [[ "$target" == *"]" ]]; then
+            target="${target%]},$extras]"
+        else
+            target="$target[$extras]"
+        fi
     fi
     local pip=("$VENV/bin/python" -m pip install --quiet "${PIP_CONSTRAINTS[@]}")
     say "installing edge and its dependencies into $VENV (minutes on a Pi Zero)"
