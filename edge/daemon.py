@@ -161,7 +161,7 @@ class Daemon:
             logger.warning("source %s not available yet (%s): retrying", self.source.name, err)
             self.stats.source_state = "reconnecting"
         self.ring = FrameRing(self._ring_capacity(self.cfg, self.source))
-        self.runners = self._build_sinks(self.cfg, self.pipeline.engine.labels)
+        self.runners = self._build_sinks(self.cfg, self.pipeline.labels)
         for r in self.runners:
             r.start()
         self._start_capture()
@@ -451,7 +451,8 @@ class Daemon:
             old = self.cfg
             same_model = new.model == old.model
             engine = self.pipeline.engine if same_model else Engine(new.model)
-            pipeline = Pipeline.build(new, engine)
+            pipeline = Pipeline.build(new, engine)  # reads model.head again: a changed head file is picked up
+            same_model = same_model and pipeline.labels == self.pipeline.labels  # the head may have other classes
             # what did not change keeps its state: an active event (and the GPIO pin it drives)
             # must not blink off and on because an unrelated key was edited
             if same_model and new.smoothing == old.smoothing:
@@ -460,7 +461,7 @@ class Daemon:
                 pipeline.tracker = self.pipeline.tracker
             if same_model:
                 pipeline.sampler = self.pipeline.sampler
-            runners = self._build_sinks(new, engine.labels) if new.sinks != old.sinks or engine is not self.pipeline.engine else None
+            runners = self._build_sinks(new, pipeline.labels) if new.sinks != old.sinks or engine is not self.pipeline.engine else None
             source = self.source_factory(new) if new.source != old.source else None  # a bad kind/spec fails here
         except EdgeError as err:
             return self._reload_failed(err)

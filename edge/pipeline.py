@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from edge.capture.base import Frame
     from edge.config import Config
     from edge.engine import Engine
+    from edge.learn import LearnedLabels
 
 STAGES = ("queue", "preprocess", "invoke", "state_copy", "postprocess", "total")  # Prediction.latency keys
 
@@ -37,6 +38,7 @@ class Pipeline:
     tracker: RuleTracker
     sampler: FrameSampler
     top: int  # labels ranked per prediction: as many as the most any sink shows (status.json shows 3)
+    learned: LearnedLabels | None = None  # model.head (edge learn): learned classes scored on the window feature
 
     @classmethod
     def build(cls, cfg: Config, engine: Engine | None = None) -> Pipeline:
@@ -45,8 +47,18 @@ class Pipeline:
 
             engine = Engine(cfg.model)
         top = max([3] + [s.top for s in cfg.sinks if isinstance(getattr(s, "top", None), int)])
+        from edge.learn import load_learned
+
+        learned = load_learned(cfg.model, engine)
+        labels = learned.labels if learned is not None else engine.labels
         return cls(engine=engine, smoother=Smoother.from_config(cfg.smoothing),
-                   tracker=RuleTracker(cfg.watch, engine.labels), sampler=FrameSampler(cfg.model.fps), top=top)
+                   tracker=RuleTracker(cfg.watch, labels), sampler=FrameSampler(cfg.model.fps), top=top,
+                   learned=learned)
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels of every prediction: the model's, with (or replaced by) the learned classes."""
+        return self.learned.labels if self.learned is not None else self.engine.labels
 
     def step(self, frame: Frame, model_fps: float = 0.0, drops: int = 0) -> tuple[Prediction, list[Event]]:
         """Run the model on ``frame``: its Prediction (with every stage's latency) and the events it caused."""
@@ -63,9 +75,11 @@ class Pipeline:
         """
         t1 = time.monotonic()
         probs = softmax(logits)
+        if self.learned is not None:
+            probs = self.learned.apply(probs, self.engine.feature)
         smoothed = self.smoother.update(probs)
         events = self.tracker.update(frame.t, smoothed)
-        labels = self.engine.labels
+        labels = self.labels
         top, smoothed_top = ranked(labels, probs, self.top), ranked(labels, smoothed, self.top)
         scores, active = self.tracker.scores(smoothed), self.tracker.active()
         latency = {}

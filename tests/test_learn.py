@@ -535,3 +535,65 @@ def test_check_config_head_mode_add_refuses_a_class_named_like_a_model_label(che
     code, _, err = check_head(tmp_path / "my.head")
     assert code == 2 and "learned class 'Red' is also a label of the model" in err
     assert check_head(tmp_path / "my.head", mode="replace")[0] == 0
+
+
+def _colour_frames(rgb, start: float = 0.0, step: float = 0.2):
+    """(t, rgb) pairs for conftest.FakeSource: an endless realtime stream of one colour (two shades: not frozen)."""
+    import itertools
+
+    shade = (max(rgb[0] - 5, 0), max(rgb[1] - 5, 0), max(rgb[2] - 5, 0))
+    for k in itertools.count():
+        yield start + k * step, rgb if k % 2 == 0 else shade
+
+
+@pytest.fixture
+def learned_daemon(tmp_path, tiny_model_path, tiny_labels_path, recorder):
+    """A running daemon on the tiny model with a head file (stop = red, go = green), a rule per learned class,
+    red frames; yields (daemon, config path, config dict, head path, record sink)."""
+    from conftest import FakeSource
+
+    from edge import config
+    from edge.daemon import Daemon
+    from edge.service import Notifier
+
+    head = tiny_head(tmp_path / "my.head", tiny_model_path)
+    base = {"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path), "head": str(head)},
+            "watch": [{"name": "halt", "labels": ["stop"], "enter": 0.5, "exit": 0.3},
+                      {"name": "move", "labels": ["go"], "enter": 0.5, "exit": 0.3}],
+            "sinks": [{"type": "record", "queue": 10000}], "status": {"path": str(tmp_path / "status.json")}}
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(base), encoding="utf-8")
+    src = FakeSource(_colour_frames((255, 0, 0)), realtime=True, fps=5, interval=0.01, at_end="block")
+    daemon = Daemon(config.load(path), notifier=Notifier(address=""), source_factory=lambda _cfg: src,
+                    config_path=path)
+    daemon.start()
+    try:
+        yield daemon, path, base, head, recorder.sink
+    finally:
+        src.abort()
+        daemon.shutdown()
+
+
+def test_a_learned_class_is_a_label_that_fires_a_watch_rule(learned_daemon):
+    daemon, _, _, _, sink = learned_daemon
+    assert sink.wait_for_events(lambda evs: any(ev.rule == "halt" and ev.phase == "start" for ev in evs))
+    assert not any(ev.rule == "move" for ev in sink.events)
+    pred = sink.predictions[-1]
+    assert pred.top[0].label == "stop"  # learned scores rank with the model's own labels
+    assert len(pred.probs) == 5 + 2 and daemon.pipeline.labels[-2:] == ["stop", "go"]
+
+
+def test_reload_picks_up_a_changed_head_file(learned_daemon, tiny_model_path, caplog):
+    daemon, path, base, head, sink = learned_daemon
+    assert sink.wait_for_events(lambda evs: any(ev.rule == "halt" and ev.phase == "start" for ev in evs))
+    tiny_head(head, tiny_model_path, classes=("go", "wait", "stop"))  # `edge learn add wait ...`; config unchanged
+    assert daemon.reload() is True
+    n = len(sink.predictions)
+    assert sink.wait_for(lambda ps: len(ps) >= n + 3 and len(ps[-1].probs) == 8)
+    assert daemon.pipeline.labels[-3:] == ["go", "wait", "stop"]
+    assert sink.predictions[-1].top[0].label == "stop"
+    # a head file that no longer fits changes nothing: the daemon keeps the head it has
+    head.write_bytes(b"broken")
+    assert daemon.reload() is False
+    assert "reload failed" in caplog.text and "head file" in caplog.text
+    assert daemon.pipeline.labels[-3:] == ["go", "wait", "stop"]
