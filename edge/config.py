@@ -180,7 +180,9 @@ class ClipSinkConfig(SinkBase):
     max_mb: float = Field(500.0, gt=0, le=1000000, description="oldest clips deleted beyond this total size")
     max_seconds: float = Field(60.0, gt=0, le=3600, description="longest clip: a new event start during a clip extends it (to its start + post_seconds) up to this length")
     min_free_mb: float = Field(100.0, ge=0, le=1000000, description="no clip is started, and one in progress is abandoned, when the disk has less free space than this")
-    codec: Literal["auto", "avc1", "mp4v"] = Field("auto", description="auto: H.264 (avc1) if this OpenCV can write it, else MPEG-4 Part 2 (mp4v)")
+    codec: Literal["auto", "h264_v4l2m2m", "libx264", "mp4v", "avc1"] = Field("auto", description="auto: H.264 that plays on phones, from the Pi 4's hardware encoder (h264_v4l2m2m) if it works here, else libx264 (PyAV), else MPEG-4 Part 2 (mp4v, OpenCV) with a warning; a named encoder that does not work falls down the same list; avc1 = auto (older configs)")
+    crf: int = Field(26, ge=0, le=51, description="libx264 quality: lower is better and bigger (26: a 10 s 640x480 clip at 10-15 fps is about 1-2 MB; see docs/clips.md)")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field("ultrafast", description="libx264 speed: slower presets make smaller files for more CPU (ultrafast leaves the CPU to the model)")
 
 
 # template fields of the notify sink's title and body, with sample values to check a template against

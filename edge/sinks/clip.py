@@ -7,9 +7,9 @@ frame ring before the start, then the frames that arrive afterwards until
 ``[start - pre_seconds, start + post_seconds)``. Predictions arrive at the model
 rate (~5 fps) only, so on each one the sink reads from the ring every frame
 newer than the last one it wrote (``ring.since``, which leaves the inference
-thread's read cursor alone). Frames are written at the
-source's frame rate (``ctx.source_fps()``, else the spacing measured in the
-ring).
+thread's read cursor alone). Each frame is stamped with its own source time; the
+nominal rate (``ctx.source_fps()``, else the spacing measured in the ring) only
+sets the mp4v fallback's constant rate and the window's half-frame margins.
 
 - A start while a clip is being written extends that clip to the new start +
   ``post_seconds`` (one file, named after every rule in it, ``..._cook+wash.mp4``)
@@ -20,10 +20,20 @@ ring).
   The clip is written as ``.<name>.part.mp4`` and renamed when finished and
   checked readable; a crash leaves only such a temp file, deleted at the next
   start.
-- Codec: ``avc1`` (H.264) when this OpenCV can write it (probed once per frame
-  size with a tiny clip that is read back), else ``mp4v``.
-- Disk: beyond ``max_files`` clips or ``max_mb`` in total the oldest clips (only
-  files whose names this sink makes) are deleted. No clip starts, and one in
+- Codec: H.264 (yuv420p, faststart) through PyAV, so clips play on phones and in
+  browsers: the Pi 4's hardware encoder, else libx264, else OpenCV's ``mp4v``
+  with one warning (edge/sinks/encoders.py). Each frame keeps its own timestamp,
+  so a variable-rate source gives a clip of the right duration.
+- Encoding runs on this sink's own thread (behind the runner's bounded queue),
+  never on the inference thread; it reads frames from the bounded ring, so a clip
+  that cannot keep up loses the frames the ring has dropped by then and counts
+  them (``frames_dropped`` in the log line and the metadata), memory stays flat.
+- Beside each clip: ``<stem>.jpg``, the poster (the frame with the highest score
+  of the clip's rules, JPEG), and ``<stem>.json``, its metadata (rules, start
+  times, frames, frames dropped, encoder, poster file name), written last.
+- Disk: beyond ``max_files`` clips or ``max_mb`` in total (posters and metadata
+  included) the oldest clips (only files whose names this sink makes, with their
+  poster and metadata) are deleted. No clip starts, and one in
   progress is abandoned, with less than ``min_free_mb`` free. A write that fails
   (disk full) deletes the partial file, is counted and logged (rate-limited);
   the daemon keeps running.
@@ -33,6 +43,7 @@ ring).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -47,7 +58,10 @@ from typing import Any
 
 import numpy as np
 
+from edge.atomic import write_bytes_atomic
 from edge.errors import EdgeError
+from edge.prediction import iso_wall
+from edge.sinks import encoders
 from edge.sinks.base import Prediction, Sink, SinkContext
 
 logger = logging.getLogger(__name__)
@@ -58,10 +72,15 @@ ERROR_LOG_INTERVAL = 60.0
 STAMP = r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d"
 NAME_RE = re.compile(rf"^{STAMP}_[A-Za-z0-9._+-]+\.mp4$")  # the clips this sink makes
 TEMP_RE = re.compile(rf"^\.{STAMP}_[A-Za-z0-9._+-]+\.part\.mp4$")  # clips in progress (or left by a crash)
-PROBE_FRAMES = 3
+COMPANIONS = (".jpg", ".json")  # the poster and the metadata beside each clip, deleted with it
+POSTER_QUALITY = 85
 
-_codec_lock = threading.Lock()
-_codecs: dict[tuple[str, int, int], str] = {}  # (configured codec, width, height) -> fourcc that works
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def safe_label(rule: str) -> str:
@@ -80,55 +99,6 @@ def wall_stamp(wall: float) -> str:
     return datetime.fromtimestamp(wall).strftime("%Y-%m-%dT%H-%M-%S")
 
 
-def _readable(path: Path) -> int:
-    """Frames OpenCV reads back from the start of ``path`` (at most PROBE_FRAMES); 0 when unreadable."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            return 0
-        n = 0
-        while n < PROBE_FRAMES and cap.read()[0]:
-            n += 1
-        return n
-    finally:
-        cap.release()
-
-
-def pick_codec(wanted: str, folder: Path, width: int, height: int, fps: float) -> str:
-    """The fourcc to use: ``avc1`` when it really writes a readable file here, else ``mp4v``. Probed once per size."""
-    import cv2
-
-    key = (wanted, width, height)
-    with _codec_lock:
-        if key in _codecs:
-            return _codecs[key]
-        choice = "mp4v"
-        if wanted in ("auto", "avc1"):
-            probe = folder / f".probe-{os.getpid()}-{threading.get_ident()}.mp4"
-            try:
-                writer = cv2.VideoWriter(str(probe), cv2.VideoWriter_fourcc(*"avc1"), fps, (width, height))
-                if writer.isOpened():
-                    blank = np.zeros((height, width, 3), np.uint8)
-                    for _ in range(PROBE_FRAMES):
-                        writer.write(blank)
-                    writer.release()
-                    if _readable(probe) > 0:
-                        choice = "avc1"
-                else:
-                    writer.release()
-            except cv2.error as err:
-                logger.debug("avc1 probe: %s", err)
-            finally:
-                probe.unlink(missing_ok=True)
-            if choice != "avc1":
-                level = logging.WARNING if wanted == "avc1" else logging.INFO
-                logger.log(level, "clip: this OpenCV cannot write H.264 (avc1) at %dx%d: using mp4v", width, height)
-        _codecs[key] = choice
-        return choice
-
-
 @dataclass
 class _Clip:
     stamp: str  # local wall time of the first start
@@ -138,14 +108,17 @@ class _Clip:
     end: float  # window end (exclusive): the last start + post_seconds, capped by max_seconds
     temp: Path
     fps: float
-    writer: Any = None
+    wall: float = 0.0  # wall clock of the first start
+    writer: encoders.PyAVWriter | encoders.OpenCVWriter | None = None
     size: tuple[int, int] | None = None  # (w, h)
-    codec: str = ""
+    encoder: str = ""
     last_seq: int = -1
     frames: int = 0
+    dropped: int = 0  # frames of the window that left the ring before they were written
     first_t: float | None = None
     last_t: float | None = None
     starts: list[float] = field(default_factory=list)
+    peak: tuple[float, float, Any] | None = None  # (score, source t, Frame) of the poster
 
     @property
     def stem(self) -> str:
@@ -169,7 +142,7 @@ class ClipSink(Sink):
         self.frames_missed = 0  # frames that left the ring before the sink could write them
         self.last_clip = ""
         self.last_error = ""
-        self.codec = ""  # the fourcc of the last clip
+        self.encoder = ""  # h264_v4l2m2m | libx264 | mp4v: what the clips are written with
 
     def describe(self) -> str:
         return f"clip:{self.dir}"
@@ -177,8 +150,6 @@ class ClipSink(Sink):
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        import cv2  # noqa: F401  (fail here, not at the first event)
-
         if self.ctx.ring is None:
             raise EdgeError("clip sink needs the daemon's frame ring (it has none here)")
         try:
@@ -191,8 +162,11 @@ class ClipSink(Sink):
                 logger.warning("clip: deleting %s, an unfinished clip from an earlier run", stale.name)
                 stale.unlink(missing_ok=True)
         self._retention(keep=None)
-        logger.info("saving clips of %s to %s (%.1f s before, %.1f s after the start)",
-                    ", ".join(self.cfg.rules) or "every rule", self.dir, self.cfg.pre_seconds, self.cfg.post_seconds)
+        h, w = self.ctx.frame_size() or encoders.PROBE_SIZE[::-1]
+        self.encoder = encoders.choose(self.cfg.codec, w, h).encoder  # probed now: the warning comes at start
+        logger.info("saving clips of %s to %s (%.1f s before, %.1f s after the start, %s)",
+                    ", ".join(self.cfg.rules) or "every rule", self.dir, self.cfg.pre_seconds, self.cfg.post_seconds,
+                    self.encoder)
 
     def close(self) -> None:
         """Finish a clip in progress with what it has (and what the ring still holds of its window). Idempotent."""
@@ -227,7 +201,16 @@ class ClipSink(Sink):
     def emit(self, p: Prediction) -> None:
         with self._lock:
             if not self._closed and self._clip is not None:
+                self._note_peak(p)
                 self._catch_up()
+
+    def _note_peak(self, p: Prediction) -> None:
+        """Keep the frame with the highest score of the clip's rules inside its window: the poster."""
+        clip = self._clip
+        score = max((p.scores[r] for r in clip.rules if r in p.scores), default=None)
+        if (score is not None and p.frame is not None and clip.begin <= p.t < clip.end
+                and (clip.peak is None or score > clip.peak[0])):
+            clip.peak = (score, p.t, p.frame)
 
     def _extend(self, clip: _Clip, ev) -> None:
         end = min(ev.t + self.cfg.post_seconds, clip.begin + self.cfg.max_seconds)
@@ -251,7 +234,9 @@ class ClipSink(Sink):
         stamp = wall_stamp(p.wall - max(0.0, p.t - ev.t))
         clip = _Clip(stamp=stamp, rules=[ev.rule], start=ev.t, begin=begin,
                      end=min(ev.t + cfg.post_seconds, begin + cfg.max_seconds),
-                     temp=self.dir / f".{clip_stem(stamp, [ev.rule])}.part.mp4", fps=fps, starts=[ev.t])
+                     temp=self.dir / f".{clip_stem(stamp, [ev.rule])}.part.mp4", fps=fps, starts=[ev.t],
+                     wall=p.wall - max(0.0, p.t - ev.t),
+                     peak=(ev.score, p.t, p.frame) if p.frame is not None else None)
         self._clip = clip
         logger.info("clip %s: %s started at %.1f s, recording %.1f s to %.1f s at %.2f fps",
                     clip.stem, ev.rule, ev.t, begin, clip.end, fps)
@@ -279,6 +264,7 @@ class ClipSink(Sink):
                 clip.last_seq = frame.seq
                 continue
             if clip.last_seq >= 0 and frame.seq > clip.last_seq + 1 and clip.frames:
+                clip.dropped += frame.seq - clip.last_seq - 1
                 self.frames_missed += frame.seq - clip.last_seq - 1
             if not self._write(frame):
                 return
@@ -287,29 +273,17 @@ class ClipSink(Sink):
 
     def _write(self, frame) -> bool:
         """Append one frame (RGB) to the clip; False (and the clip abandoned) when the write fails."""
-        import cv2
-
         clip = self._clip
-        pixels = frame.pixels
-        if clip.writer is None:
-            h, w = pixels.shape[:2]
-            clip.size = (w, h)
-            clip.codec = self.codec = pick_codec(self.cfg.codec, self.dir, w, h, clip.fps)
-            writer = cv2.VideoWriter(str(clip.temp), cv2.VideoWriter_fourcc(*clip.codec), clip.fps, clip.size)
-            if not writer.isOpened():
-                writer.release()
-                self._abandon(f"OpenCV could not open an {clip.codec} writer for {clip.temp}")
-                return False
-            clip.writer = writer
-        if (pixels.shape[1], pixels.shape[0]) != clip.size:  # the source changed size mid-clip
-            pixels = cv2.resize(pixels, clip.size, interpolation=cv2.INTER_AREA)
         try:
-            ok = clip.writer.write(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
-        except cv2.error as err:
-            self._abandon(f"writing a frame failed: {err}")
-            return False
-        if ok is False:  # OpenCV 5 reports a failed write (disk full); 4.x returns None
-            self._abandon("writing a frame failed (disk full?)")
+            if clip.writer is None:
+                h, w = frame.pixels.shape[:2]
+                clip.size = (w, h)
+                choice = encoders.choose(self.cfg.codec, w, h)
+                clip.writer = encoders.open_writer(choice, clip.temp, w, h, clip.fps, self.cfg.crf, self.cfg.preset)
+                clip.encoder = self.encoder = choice.encoder
+            clip.writer.write(frame.pixels, frame.t)
+        except OSError as err:
+            self._abandon(str(err))
             return False
         clip.last_seq = frame.seq
         clip.frames += 1
@@ -325,9 +299,9 @@ class ClipSink(Sink):
             self._problem("frames", f"no frames for the clip of {'+'.join(clip.rules)} at {clip.start:.1f} s "
                                     f"(the ring had none in its window)")
             return
-        clip.writer.release()
         try:
-            if _readable(clip.temp) == 0:
+            clip.writer.close()
+            if encoders.readable(clip.temp) == 0:
                 raise OSError(f"{clip.temp.name} is not a readable video (disk full?)")
             with open(clip.temp, "rb") as f:
                 os.fsync(f.fileno())
@@ -340,20 +314,53 @@ class ClipSink(Sink):
             return
         self.saved += 1
         self.last_clip = final.name
-        seconds = clip.frames / clip.fps
-        logger.info("clip saved: %s (%d frames, %.1f s, %.1f MB)", final.name, clip.frames, seconds,
-                    final.stat().st_size / MB)
+        poster = self._write_poster(clip, final.with_suffix(".jpg"))
+        seconds = clip.last_t - clip.first_t + 1 / clip.fps
+        self._write_metadata(clip, final, poster, seconds)
+        logger.info("clip saved: %s (%d frames, %.1f s, %.1f MB, %s, %d frames dropped)", final.name, clip.frames,
+                    seconds, final.stat().st_size / MB, clip.encoder, clip.dropped)
         self._retention(keep=final)
+
+    def _write_poster(self, clip: _Clip, path: Path) -> Path | None:
+        """The JPEG of the clip's peak frame beside it; None (the clip kept, the problem logged) when it fails."""
+        import cv2
+
+        if clip.peak is None:
+            return None
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(clip.peak[2].pixels, cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, POSTER_QUALITY])
+        try:
+            if not ok:
+                raise OSError("JPEG encoding failed")
+            write_bytes_atomic(path, jpeg.tobytes())
+        except OSError as err:
+            self._problem("poster", f"no poster for {path.stem}.mp4: {err}")
+            return None
+        return path
+
+    def _write_metadata(self, clip: _Clip, final: Path, poster: Path | None, seconds: float) -> None:
+        """``<stem>.json`` beside the clip, written last: once it exists, the clip and its poster are complete."""
+        meta = {
+            "clip": final.name, "poster": poster.name if poster else None, "rules": clip.rules,
+            "start_wall": iso_wall(clip.wall),
+            "starts_t": [round(t, 3) for t in clip.starts], "begin_t": round(clip.begin, 3), "end_t": round(clip.end, 3),
+            "first_frame_t": round(clip.first_t, 3), "last_frame_t": round(clip.last_t, 3), "seconds": round(seconds, 3),
+            "frames": clip.frames, "frames_dropped": clip.dropped, "fps": round(clip.fps, 3),
+            "width": clip.size[0], "height": clip.size[1], "encoder": clip.encoder,
+            "codec": encoders.Choice(clip.encoder).codec, "bytes": final.stat().st_size,
+            "peak": {"score": round(float(clip.peak[0]), 4), "t": round(clip.peak[1], 3)} if clip.peak else None,
+        }
+        try:
+            write_bytes_atomic(final.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
+        except OSError as err:
+            self._problem("metadata", f"no metadata for {final.name}: {err}")
 
     def _abandon(self, why: str) -> None:
         clip, self._clip = self._clip, None
         if clip is None:
             return
         if clip.writer is not None:
-            try:
-                clip.writer.release()
-            except Exception:  # a writer on a full disk may fail to close too; the file goes anyway
-                pass
+            clip.writer.abort()
         clip.temp.unlink(missing_ok=True)
         self.failed += 1
         self._problem("write", f"clip of {'+'.join(clip.rules)} at {clip.start:.1f} s abandoned: {why}")
@@ -361,7 +368,7 @@ class ClipSink(Sink):
     def _final_path(self, stem: str) -> Path:
         path = self.dir / f"{stem}.mp4"
         n = 2
-        while path.exists():
+        while any(path.with_suffix(s).exists() for s in (".mp4", *COMPANIONS)):
             path = self.dir / f"{stem}-{n}.mp4"
             n += 1
         return path
@@ -378,7 +385,7 @@ class ClipSink(Sink):
 
     def _retention(self, keep: Path | None) -> None:
         files = self.clips()
-        sizes = {p: p.stat().st_size for p in files}
+        sizes = {p: sum(_size(p.with_suffix(s)) for s in (".mp4", *COMPANIONS)) for p in files}
         total = sum(sizes.values())
         limit = self.cfg.max_mb * MB
         while files and (len(files) > self.cfg.max_files or total > limit):
@@ -388,6 +395,8 @@ class ClipSink(Sink):
             files.pop(0)
             try:
                 oldest.unlink()
+                for suffix in COMPANIONS:
+                    oldest.with_suffix(suffix).unlink(missing_ok=True)
             except OSError as err:
                 self._problem("retention", f"cannot delete old clip {oldest.name}: {err.strerror}")
                 break
@@ -427,7 +436,7 @@ class ClipSink(Sink):
             clip = self._clip
             out = {"dir": str(self.dir), "saved": self.saved, "failed": self.failed, "skipped": self.skipped,
                    "deleted": self.deleted, "frames_missed": self.frames_missed, "last_clip": self.last_clip,
-                   "codec": self.codec,
+                   "encoder": self.encoder,
                    "recording": clip.stem if clip else None}
             if self.last_error:
                 out["clip_error"] = self.last_error
