@@ -76,8 +76,8 @@ class Spool:
     def _scan(self) -> None:
         names = []
         for path in self.folder.iterdir():
-            if path.name.startswith(".") and ".tmp" in path.name:
-                path.unlink(missing_ok=True)  # a write (or an attachment being sent) cut short by a crash
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)  # a write cut short by a crash
             elif _NAME.match(path.name):
                 names.append(path.name)
         for name in sorted(names):

@@ -356,7 +356,7 @@ def test_a_receiver_answering_500_is_retried_with_backoff(receiver, make_sink, c
     assert sink.wait_idle(10)
     assert len(receiver.posts) == 1 and len(receiver.times) == 4
     gaps = np.diff(receiver.times)
-    assert gaps[0] >= 0.09 and gaps[1] >= 0.19 and gaps[2] >= 0.39  # 0.1, 0.2, 0.4 s: doubling
+    assert list(gaps >= np.array([0.1, 0.2, 0.4]) * 0.95) == [True] * 3, gaps  # 0.1, 0.2, 0.4 s: doubling
     svc = sink.status()["services"]["json"]
     assert (svc["sent"], svc["failed"]) == (1, 3)
     assert "500" in svc["last_error"]

@@ -38,6 +38,7 @@ import math
 import os
 import socket
 import stat
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -200,8 +201,10 @@ def _answer(lines: list[str], ok: bool) -> str:
 class Service:
     """One configured URL: its own Apprise object, name, counters and backoff."""
 
-    def __init__(self, url: str, name: str, *, retry: float = 5.0, retry_max: float = 600.0) -> None:
+    def __init__(self, url: str, name: str, *, retry: float = 5.0, retry_max: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
+        self.clock = clock
         self.target = target_id(url)
         self._url = url
         self.retry, self.retry_max = retry, retry_max
@@ -231,7 +234,7 @@ class Service:
             raise EdgeError(f"{self.name}: not a valid Apprise URL ({why}); see https://github.com/caronc/apprise/wiki")
         self.apprise = obj
 
-    def send(self, title: str, body: str, attach: str | None, now: float) -> bool:
+    def send(self, title: str, body: str, attach: str | None) -> bool:
         """One attempt; counts it and sets the backoff. True if the service took the message."""
         ok = False
         with _SEND_LOCK:
@@ -251,18 +254,15 @@ class Service:
             return True
         self.failed += 1
         self.failures += 1
-        delay = min(self.retry_max, self.retry * 2 ** min(self.failures - 1, 30))
-        self.next_try = now + delay
-        if self.last_error != self.last_answer or self.failures == 1:
-            logger.warning("notify: %s failed (%s): retrying in %.0f s", self.name, self.last_answer, delay)
+        self.next_try = self.clock() + min(self.retry_max, self.retry * 2 ** min(self.failures - 1, 30))
         self.last_error = self.last_answer
         self.last_error_at = time.time()
         return False
 
 
-def load_services(cfg: Any) -> list[Service]:
+def load_services(cfg: Any, clock: Callable[[], float] = time.monotonic) -> list[Service]:
     urls = read_urls(cfg)
-    return [Service(url, name, retry=cfg.retry_seconds, retry_max=cfg.retry_max_seconds)
+    return [Service(url, name, retry=cfg.retry_seconds, retry_max=cfg.retry_max_seconds, clock=clock)
             for url, name in zip(urls, service_names(urls))]
 
 
@@ -302,7 +302,7 @@ def send_test(config: Any) -> list[tuple[str, bool, str]]:
                 continue
             ok = svc.send(f"{host}: edge test message",
                           f"Test message from edge on {host} at {time.strftime('%Y-%m-%d %H:%M:%S')}: "
-                          "notifications work.", None, time.monotonic())
+                          "notifications work.", None)
             results.append((name, ok, svc.last_answer))
     return results
 
@@ -316,6 +316,10 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.0f}s"
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 def _snapshot(p: Prediction, quality: int) -> str | None:
@@ -379,7 +383,7 @@ class NotifySink(Sink):
     # ------------------------------------------------------------------ start / close
 
     def start(self) -> None:
-        self.services = load_services(self.cfg)
+        self.services = load_services(self.cfg, self.clock)
         folder = self.ctx.state_path(self.cfg.spool_dir)
         spool = Spool(folder, self.cfg.spool_max_messages, int(self.cfg.spool_max_mb * 1024 * 1024))
         spool.open()
@@ -459,9 +463,10 @@ class NotifySink(Sink):
         snapshot = None
         if self.cfg.attach == "snapshot" and shown is not None:
             snapshot = _snapshot(shown, self.cfg.jpeg_quality)
+        stamp = values["time"].replace("-", "").replace(":", "").replace(" ", "-")
         self._put({"kind": "event", "rule": event.rule, "phase": event.phase,
                    "title": self.cfg.title.format(**values), "body": self.cfg.body.format(**values),
-                   "snapshot": snapshot})
+                   "snapshot": snapshot, "snapshot_name": _safe_name(f"{event.rule}-{stamp}.jpg")})
 
     def _put(self, message: dict[str, Any]) -> None:
         spool = self.spool
@@ -540,6 +545,7 @@ class NotifySink(Sink):
             targets = list(message["targets"])
             left = []
             attach: Path | None = None
+            tmp = tempfile.TemporaryDirectory(prefix="edge-notify-")  # /tmp is private under systemd
             try:
                 for target in targets:
                     svc = by_target.get(target)
@@ -553,16 +559,18 @@ class NotifySink(Sink):
                             due = min(due, svc.next_try)
                         continue
                     if attach is None and message.get("snapshot"):
-                        attach = spool.folder / f".{name}.tmp.jpg"  # Apprise reads the type off the suffix
+                        attach = Path(tmp.name) / message.get("snapshot_name", "snapshot.jpg")  # the name they see
                         attach.write_bytes(base64.b64decode(message["snapshot"]))
-                    if svc.send(message["title"], message["body"], str(attach) if attach else None, now):
+                    if svc.send(message["title"], message["body"], str(attach) if attach else None):
                         logger.info("notify: %s sent to %s", message.get("rule") or message.get("kind"), svc.name)
                     else:
                         left.append(target)
                         due = min(due, svc.next_try)
+                        if svc.failures == 1 or svc.failures % 10 == 0:  # the first failure, then every 10th
+                            logger.warning("notify: %s failed (%s): retrying in %.0f s (failure %d in a row)",
+                                           svc.name, svc.last_error, svc.next_try - self.clock(), svc.failures)
             finally:
-                if attach is not None:
-                    attach.unlink(missing_ok=True)
+                tmp.cleanup()
             if not left:
                 spool.delete(name)
             elif left != targets:
