@@ -22,6 +22,7 @@ constant rate: it repeats or skips frames to follow the timestamps.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -78,23 +79,32 @@ def pyav_version() -> str:
 
 
 def probe(encoder: str, width: int = PROBE_SIZE[0], height: int = PROBE_SIZE[1], fps: float = 15.0) -> str:
-    """"" when ``encoder`` opens and encodes a few blank frames of this size here, else why not."""
+    """"" when ``encoder`` writes a few blank frames of this size into an MP4 that decodes back, else why not.
+
+    The whole chain, not just opening the codec: an encoder that opens but makes
+    files nothing can play (no SPS/PPS for the MP4 header) must not be chosen.
+    """
     if encoder == FALLBACK:
         return ""
     try:
-        import av
+        import av  # noqa: F401
     except Exception as err:
         return f"PyAV does not import ({err})"
     try:
-        ctx = av.CodecContext.create(encoder, "w")
-        _configure(ctx, encoder, width, height, fps, crf=CRF, preset=PRESET)
-        ctx.open()
-        frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
-        for k in range(PROBE_FRAMES):
-            frame.pts = k * round(1 / (fps * TIME_BASE))
-            ctx.encode(frame)
-        ctx.encode(None)
-    except Exception as err:  # av.error.FFmpegError, or a codec this FFmpeg build lacks (ValueError, UnknownCodecError)
+        with tempfile.TemporaryDirectory(prefix="edge-probe-") as tmp:
+            path = Path(tmp) / "probe.mp4"
+            writer = PyAVWriter(path, encoder, width, height, fps)
+            blank = np.zeros((height, width, 3), np.uint8)
+            try:
+                for k in range(PROBE_FRAMES):
+                    writer.write(blank, k / fps)
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+            if readable(path) == 0:
+                raise OSError("the MP4 it wrote does not decode")
+    except Exception as err:  # av.error.FFmpegError, OSError, or a codec this FFmpeg build lacks (ValueError)
         why = f"{type(err).__name__}: {err}".replace("\n", " ")
         return f"no hardware encoder here, only a Raspberry Pi 4 has one ({why})" if encoder == HARDWARE else why
     return ""
@@ -152,10 +162,11 @@ class PyAVWriter:
     def __init__(self, path: Path, encoder: str, width: int, height: int, fps: float, crf: int = CRF,
                  preset: str = PRESET) -> None:
         import av
+        import cv2
 
         self.path, self.encoder = Path(path), encoder
         self.size = even(width, height)
-        self._av = av
+        self._av, self._cv2 = av, cv2
         self._t0: float | None = None
         self._last_pts = -1
         try:
@@ -166,16 +177,21 @@ class PyAVWriter:
             self._stream = self._out.add_stream(encoder)
             _configure(self._stream.codec_context, encoder, *self.size, fps, crf, preset)
             self._stream.time_base = TIME_BASE
-        except Exception:
-            self._out.close()
-            raise
+        except Exception as err:  # a codec this FFmpeg lacks (ValueError), an option it refuses
+            self.abort()
+            raise OSError(f"cannot set up {encoder} for {path}: {err}") from None
 
     def write(self, rgb: np.ndarray, t: float) -> None:
         """Encode one RGB frame shown at source time ``t``; OSError when the file cannot be written."""
+        cv2 = self._cv2
         w, h = self.size
         if even(rgb.shape[1], rgb.shape[0]) == (w, h):
-            rgb = rgb[:h, :w]  # an odd side loses its last column/row; another size is scaled by the encoder
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            rgb = rgb[:h, :w]  # an odd side loses its last column/row
+        else:  # the source changed size mid-clip
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        # OpenCV's conversion: the same BT.601 limited range as FFmpeg's swscale, at a quarter of its CPU time
+        yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+        frame = self._av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         if self._t0 is None:
             self._t0 = t
         pts = max(round((t - self._t0) / TIME_BASE), self._last_pts + 1)  # strictly increasing
