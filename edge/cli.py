@@ -170,6 +170,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                    help="override source: a video file, a device (0, /dev/video0), an rtsp:// URL, picamera2 or auto")
     p.add_argument("--fast", action="store_true", help="file sources: as fast as the pipeline takes frames, not real time")
     p.add_argument("--log", default=None, metavar="PATH", help="write the JSONL log here (handy for a dry run)")
+    p.add_argument("--head", default=None, metavar="FILE", help="learned classes (edge learn): a head file (model.head)")
     p.set_defaults(func=cmd_run)
 
 
@@ -189,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         logger.warning("no config file at %s: running with the defaults", path)
         cfg, path = config.Config(), None
-    daemon = Daemon(cfg, Overrides(source=args.source, fast=args.fast, log=args.log), config_path=path)
+    daemon = Daemon(cfg, Overrides(source=args.source, fast=args.fast, log=args.log, head=args.head), config_path=path)
     return daemon.run()
 
 

@@ -46,9 +46,12 @@ class Overrides:
     source: str | None = None
     fast: bool = False
     log: str | None = None
+    head: str | None = None  # learned classes (edge learn): a head file, as model.head
 
     def apply(self, cfg: Config) -> Config:
         cfg = cfg.model_copy(deep=True)
+        if self.head:
+            cfg.model.head = str(Path(self.head).expanduser().resolve())  # a flag's path is the shell's, not models/
         if self.source:
             cfg.source.kind = describe_spec(self.source)
             cfg.source.spec = None if self.source in ("auto", "picamera2") else self.source
