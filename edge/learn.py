@@ -68,10 +68,16 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def class_means(embeddings: np.ndarray, classes: np.ndarray, count: int) -> np.ndarray:
     """[count, D]: the unit-length mean of each class's unit-length rows (zero for a class without rows)."""
-    u = unit(embeddings)
+    return unit(_class_sums(unit(embeddings), classes, count))
+
+
+def _class_sums(u: np.ndarray, classes: np.ndarray, count: int) -> np.ndarray:
+    """[count, D] row sums per class (a loop over classes: no BLAS threads, steady on a busy Pi)."""
+    classes = np.asarray(classes, np.intp)
     sums = np.zeros((count, u.shape[1]), np.float32)
-    np.add.at(sums, np.asarray(classes, np.intp), u)
-    return unit(sums)
+    for c in np.unique(classes):
+        sums[c] = u[classes == c].sum(axis=0)
+    return sums
 
 
 def cosine(features: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -147,13 +153,13 @@ def leave_one_recording_out(embeddings: np.ndarray, classes: np.ndarray, recordi
     u = unit(embeddings)
     classes = np.asarray(classes)
     recordings = np.asarray(recordings)
+    total = _class_sums(u, classes, count)
+    sizes = np.bincount(classes, minlength=count)
     trials: list[Trial] = []
     for rec in dict.fromkeys(recordings.tolist()):
         held = recordings == rec
-        train = ~held
-        present = np.zeros(count, bool)
-        present[np.unique(classes[train])] = True
-        means = class_means(u[train], classes[train], count)
+        present = sizes - np.bincount(classes[held], minlength=count) > 0
+        means = unit(total - _class_sums(u[held], classes[held], count))  # the sums without this recording
         for i in np.flatnonzero(held):
             sims = np.where(present, means @ u[i], -np.inf)
             truth = int(classes[i])
