@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from edge.capture.base import describe_spec
+from edge.capture import describe_spec
 from edge.capture.opencv import OpenCVSource, device_index
 from edge.errors import EdgeError
 
@@ -67,7 +67,7 @@ def test_file_frames_are_scaled_to_fit_keeping_the_aspect(make_video, tmp_path, 
 
 
 def test_the_factory_scales_every_opencv_kind(tmp_path):
-    from edge.capture.base import open_source
+    from edge.capture import open_source
 
     for kind, spec in (("file", str(tmp_path / "a.mp4")), ("rtsp", "rtsp://127.0.0.1:1/s"), ("v4l2", "0")):
         src = open_source(kind, spec, width=320, height=240)
@@ -90,7 +90,7 @@ def test_redact_strips_userinfo_and_secret_query_values(spec, shown):
 
 
 def test_a_stream_is_named_without_its_password_even_when_it_fails(caplog):
-    from edge.capture.base import SourceError, open_source
+    from edge.capture import SourceError, open_source
 
     src = open_source("rtsp", "rtsp://admin:s3cret@127.0.0.1:9/nothing", timeout=1.0)
     assert src.name == "rtsp:rtsp://127.0.0.1:9/nothing"
@@ -136,3 +136,21 @@ def test_a_file_declares_its_length(make_video, tmp_path):
     path = make_video(tmp_path / "two.mp4", (1, 2, 3), seconds=2.0, fps=15)
     with OpenCVSource.file(str(path), paced=False) as src:
         assert src.duration == pytest.approx(2.0, abs=0.1)
+
+
+@pytest.mark.parametrize("limit", [(0, 0), (32, 24)])  # unscaled, and scaled (both scratch buffers in use)
+def test_frames_handed_out_never_share_the_reused_decode_buffers(tmp_path, limit):
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "colours.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    colours = [(0, 0, 250), (0, 250, 0), (250, 0, 0)]  # BGR: red, green, blue
+    for bgr in colours:
+        writer.write(np.full((48, 64, 3), bgr, np.uint8))
+    writer.release()
+    with OpenCVSource.file(str(path), paced=False, width=limit[0], height=limit[1]) as src:
+        frames = [src.read() for _ in colours]
+    got = [tuple(int(v) for v in f.pixels[5, 5]) for f in frames]
+    for pixel, bgr in zip(got, colours):
+        assert pixel == pytest.approx(bgr[::-1], abs=8)  # each frame kept its own colour (RGB)

@@ -44,7 +44,9 @@ class OpenCVSource:
         self.duration = 0.0  # files: the length the container declares (0 if unknown)
         self.size: tuple[int, int] | None = None  # (w, h) of the frames delivered, once one was
         self._opened = False  # a loop file read once: failing to read it again is retried, not fatal
+        self._decoded = self._scaled = None  # scratch buffers reused frame after frame (never handed out)
         self.realtime = kind != "file" or paced
+        self.can_freeze = kind == "v4l2"  # a file or an RTSP encoder may repeat a frame bit for bit on a still scene
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
         self._t0: float | None = None  # monotonic time of the first frame (cameras) / pacing origin (files)
@@ -141,12 +143,15 @@ class OpenCVSource:
         return now - self._t0
 
     def _retrieve(self, t: float) -> Frame:
-        ok, bgr = self._cap.retrieve()
+        # decoded into the same buffer every frame: only the converted (and scaled) copy below leaves this
+        # source, so a 4K stream costs one 4K buffer, not a fresh 25 MB one a frame for malloc to hold on to
+        ok, bgr = self._cap.retrieve(self._decoded)
         if not ok or bgr is None:
             raise SourceError(f"{self.name}: a frame could not be decoded")
+        self._decoded = bgr
         fit = fit_within(bgr.shape[1], bgr.shape[0], self.width, self.height)
         if fit is not None:  # scaled before the colour conversion: it then works on fewer pixels
-            bgr = cv2.resize(bgr, fit, interpolation=cv2.INTER_AREA)
+            bgr = self._scaled = cv2.resize(bgr, fit, self._scaled, interpolation=cv2.INTER_AREA)
         self.size = (bgr.shape[1], bgr.shape[0])
         if bgr.ndim == 2:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
