@@ -457,14 +457,14 @@ def _picamera_present() -> tuple[bool, str]:
 def check_camera(cfg=None, present: tuple[bool, str] | None = None, devices: list[tuple[str, str]] | None = None,
                  dev: str = "/dev", sysfs: str = "/sys/class/video4linux") -> Check:
     """A CSI camera (picamera2) or a V4L2 capture device, as the configured source needs."""
-    from edge.capture.base import describe_spec
+    from edge.capture.base import describe_spec, redact
 
     cfg = cfg if cfg is not None else service_config()
     kind, spec = cfg.source.kind, cfg.source.spec
     if kind == "auto" and spec not in (None, "auto"):
         kind = describe_spec(spec)
     if kind in ("file", "rtsp"):
-        return Check(OK, "camera", f"not needed: the source is {kind} {spec}")
+        return Check(OK, "camera", f"not needed: the source is {kind} {redact(spec)}")
     devices = devices if devices is not None else _camera_facts(dev, sysfs)
     if kind == "v4l2":
         want = spec or "0"

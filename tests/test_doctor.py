@@ -206,6 +206,8 @@ def test_camera_not_needed_for_a_stream_or_a_file():
     assert found.status == OK and "not needed" in found.detail
     found = doctor.check_camera(service_cfg(source={"spec": "clip.mp4"}), devices=[])  # auto + a path = file
     assert found.status == OK and "file clip.mp4" in found.detail
+    found = doctor.check_camera(service_cfg(source={"kind": "rtsp", "spec": "rtsp://admin:s3cret@10.0.0.9/s"}), devices=[])
+    assert "rtsp://10.0.0.9/s" in found.detail and "s3cret" not in found.detail  # doctor output is pasted into bug reports
 
 
 def test_camera_csi_or_usb_or_none():
