@@ -320,10 +320,16 @@ class Head:
         if self.examples and len(recordings) < MIN_RECORDINGS + 1:
             out.append(f"only {len(recordings)} recording(s) in all: record each class on other days, in other light "
                        "and with other people, or it will only recognise the scene it was taught in")
-        for name, n, recs in self.counts():
-            if len(recs) < MIN_RECORDINGS:
-                out.append(f"class {name!r}: all {n} example(s) come from one recording ({recs[0]}): it cannot be "
-                           "tested and will mostly recognise that scene again; add clips from other recordings")
+        single = [(name, n, recs[0]) for name, n, recs in self.counts() if len(recs) < MIN_RECORDINGS]
+        again = ("and will mostly recognise that scene again: add clips from other recordings (other days, light, "
+                 "people)")
+        if len(single) == 1:
+            name, n, rec = single[0]
+            out.append(f"class {name!r} comes from one recording ({rec}, {_n(n, 'example')}): it cannot be tested "
+                       + again)
+        elif single:
+            out.append(f"classes {', '.join(repr(c) for c, _, _ in single)}: each comes from one recording: they "
+                       "cannot be tested " + again)
         if self.classes and not any(c.casefold() in NOTHING_NAMES for c in self.classes):
             out.append("no 'nothing' class: teach what the scene looks like when nothing happens "
                        "(`edge learn record nothing`), or quiet moments are pushed into the nearest class")
@@ -488,12 +494,17 @@ def evaluate(head: Head, false_accept: float | None = None) -> dict:
     }
 
 
+def _n(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
+
+
 def _pct(n: int, d: int) -> str:
     return f"{100.0 * n / d:.0f}% ({n}/{d})" if d else "-"
 
 
 def format_eval(r: dict, name: str) -> str:
-    lines = [f"{name}: {len(r['classes'])} classes, {r['examples']} examples from {r['recordings']} recordings"]
+    lines = [f"{name}: {_n(len(r['classes']), 'class')}, {_n(r['examples'], 'example')} from "
+             f"{_n(r['recordings'], 'recording')}"]
     if not r["tested"]:
         lines.append("nothing could be tested: every class needs examples from at least two recordings")
     else:
@@ -522,7 +533,7 @@ def format_eval(r: dict, name: str) -> str:
 
 def format_list(head: Head, name: str) -> str:
     source = "chosen by leave-one-recording-out" if head.threshold_source == "eval" else "default"
-    lines = [f"{name}: {len(head.classes)} classes, model {head.model}, "
+    lines = [f"{name}: {_n(len(head.classes), 'class')}, model {head.model}, "
              f"threshold {head.threshold:.3f} ({source}, false accepts <= {100 * head.false_accept:g}%)"]
     if not head.classes:
         lines.append("  no classes yet: `edge learn add NAME CLIP...` or `edge learn record NAME`")
