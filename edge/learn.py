@@ -318,7 +318,7 @@ class Head:
         out = []
         recordings = {e.recording for e in self.examples}
         if self.examples and len(recordings) < MIN_RECORDINGS + 1:
-            out.append(f"only {len(recordings)} recording(s) in all: record each class on other days, in other light "
+            out.append(f"only {_n(len(recordings), 'recording')} in all: record each class on other days, in other light "
                        "and with other people, or it will only recognise the scene it was taught in")
         single = [(name, n, recs[0]) for name, n, recs in self.counts() if len(recs) < MIN_RECORDINGS]
         again = ("and will mostly recognise that scene again: add clips from other recordings (other days, light, "
@@ -538,7 +538,7 @@ def format_list(head: Head, name: str) -> str:
     if not head.classes:
         lines.append("  no classes yet: `edge learn add NAME CLIP...` or `edge learn record NAME`")
     for cls, n, recs in head.counts():
-        lines.append(f"  {cls}: {n} example(s) from {len(recs)} recording(s): {', '.join(recs)}")
+        lines.append(f"  {cls}: {_n(n, 'example')} from {_n(len(recs), 'recording')}: {', '.join(recs)}")
     lines += [f"warning: {w}" for w in head.warnings()]
     return "\n".join(lines)
 
@@ -677,7 +677,7 @@ def add_clips(head: Head, engine, groups: list[tuple[str, list[Path]]], recordin
         n = head.add(name, examples, emb)
         added += n
         spans = ", ".join(f"{e.start:.1f}-{e.end:.1f} s" for e in examples)
-        say(f"{head.find(name)}: +{n} example(s) from {path.name} ({spans})" if n
+        say(f"{head.find(name)}: +{_n(n, 'example')} from {path.name} ({spans})" if n
             else f"{name}: {path.name} is already in the head, skipped")
     return added
 

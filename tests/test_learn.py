@@ -164,7 +164,7 @@ def test_warnings_name_single_recording_classes_and_a_missing_nothing_class():
     assert "'a'" not in text and "no 'nothing' class" in text
     few = Head(3, "m", SHA)
     few.add("nothing", [Example("nothing", "r1", "/c.mp4", 0, 1)], np.ones((1, 3)))
-    assert "only 1 recording(s)" in few.warnings()[0]
+    assert "only 1 recording in all" in few.warnings()[0]
     assert not any("no 'nothing'" in w for w in few.warnings())
 
 
@@ -267,7 +267,7 @@ def test_learn_list_remove_eval_on_a_head_file(tmp_path, capsys):
     cfg.write_text("model:\n  head: " + str(path) + "\n")
     assert cli.main(["learn", "list", "-c", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert "3 classes" in out and "  a: 2 example(s) from 2 recording(s): r0, r1" in out
+    assert "3 classes" in out and "  a: 2 examples from 2 recordings: r0, r1" in out
     assert cli.main(["learn", "eval", "-c", str(cfg), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["tested"] == 4 and report["confusion"][0][0] == 2
@@ -453,7 +453,7 @@ def test_learn_add_a_class_folder_dataset_then_list_and_eval(tmp_path, real_mode
     (tmp_path / "c.yaml").write_text("model:\n  labels: " + str(real_model[1]) + "\n")
     assert cli.main(["learn", "add", str(tmp_path / "data"), *args]) == 0
     out = capsys.readouterr().out
-    assert "hoops: +2 example(s) from shooting_basketball.mp4" in out and "pool: +2 example(s)" in out
+    assert "hoops: +2 examples from shooting_basketball.mp4" in out and "pool: +2 examples" in out
     loaded = Head.load(head)
     assert loaded.classes == ["hoops", "pool"] and loaded.feature_size == 480
     from edge.models import sha256_file
@@ -467,7 +467,7 @@ def test_learn_add_a_class_folder_dataset_then_list_and_eval(tmp_path, real_mode
     assert cli.main(["learn", "add", "pool", str(tmp_path / "broken.mp4"), *args]) == 2
     assert "broken.mp4" in capsys.readouterr().err and head.read_bytes() == before
     assert cli.main(["learn", "list", "--head", str(head), "-c", str(tmp_path / "c.yaml")]) == 0
-    assert "pool: 2 example(s) from 1 recording(s): pool/cleaning_pool.mp4" in capsys.readouterr().out
+    assert "pool: 2 examples from 1 recording: pool/cleaning_pool.mp4" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- the tiny model: check-config, daemon
