@@ -9,7 +9,9 @@ from edge.capture.opencv import OpenCVSource
 from edge.config import ModelConfig
 from edge.engine import Engine
 from edge.errors import EdgeError
+from edge.learn import load_learned
 from edge.model import softmax
+from edge.prediction import ranked
 from edge.sampler import FrameSampler
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,13 @@ def classify_file(video: str, cfg: ModelConfig, top: int = 5, every: float | Non
         raise ValueError("top must be >= 1 and every > 0")
     engine = engine or Engine(cfg)
     engine.reset()
+    learned = load_learned(cfg, engine)  # model.head / --head: the learned classes are labels too
+    labels = learned.labels if learned is not None else engine.labels
+
+    def scores(logits):
+        probs = softmax(logits)
+        return learned.apply(probs, engine.feature) if learned is not None else probs
+
     src = OpenCVSource.file(video, paced=False)
     frames = 0
     timeline = []
@@ -32,18 +41,18 @@ def classify_file(video: str, cfg: ModelConfig, top: int = 5, every: float | Non
             logits = engine.step(frame.pixels)
             frames += 1
             if next_mark is not None and frame.t + 1e-6 >= next_mark:
-                best = engine.top(softmax(logits), 1)[0]
+                best = ranked(labels, scores(logits), 1)[0]
                 timeline.append({"t": round(frame.t, 2), **best.as_dict()})
                 while next_mark <= frame.t + 1e-6:
                     next_mark += every
     if logits is None:
         raise EdgeError(f"video file {video} has no decodable frames")
-    probs = softmax(logits)
+    probs = scores(logits)
     return {
         "video": str(video),
         "model": engine.describe(),
         "frames": frames,
-        "top": [s.as_dict() for s in engine.top(probs, top)],
+        "top": [s.as_dict() for s in ranked(labels, probs, top)],
         "timeline": timeline,
         "warnings": clip_warnings(frames, frame.t, src.duration, engine.fps, getattr(cfg, "window_seconds", 5.0)),
     }

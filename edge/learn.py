@@ -583,7 +583,7 @@ class LearnedLabels:
 
 def load_learned(model_cfg, engine) -> LearnedLabels | None:
     """The configured head (``model.head``) checked against the engine's model; None when none is configured."""
-    if not model_cfg.head:
+    if not getattr(model_cfg, "head", None):
         return None
     from edge.models import sha256_file
 

@@ -646,3 +646,20 @@ def test_live_run_on_a_real_clip_a_learned_class_fires_its_rule(tmp_path, real_m
     assert ice and ice[0][1] == "start" and ice[0][2] < switch, events
     assert pancake and pancake[0][1] == "start" and pancake[0][2] > switch, events
     assert not [e for e in pancake if e[2] < switch], events
+
+
+def test_classify_and_eval_take_a_head_file(tmp_path, tiny_model_path, tiny_labels_path, make_video, capsys):
+    head = tiny_head(tmp_path / "my.head", tiny_model_path)
+    red = make_video(tmp_path / "data" / "stop" / "red.mp4", (255, 0, 0))
+    make_video(tmp_path / "data" / "go" / "green.mp4", (0, 255, 0))
+    model = ["--model", str(tiny_model_path), "--labels", str(tiny_labels_path)]
+    assert cli.main(["classify", str(red), *model, "--head", str(head), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["top"][0]["label"] == "stop"
+    assert cli.main(["classify", str(red), *model, "--head", str(head), "--head-mode", "replace", "--json"]) == 0
+    assert [t["label"] for t in json.loads(capsys.readouterr().out)["top"]] == ["stop", "unknown", "go"]
+    assert cli.main(["eval", str(tmp_path / "data"), *model, "--head", str(head), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["top1"] == 1.0, report
+    assert cli.main(["classify", str(red), *model, "--head", str(tmp_path / "nope.head")]) == 2
+    assert "nope.head does not exist" in capsys.readouterr().err
