@@ -95,6 +95,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ensemble", default=None, metavar="M1,M2",
                    help="temporal ensemble: two or more models (names or paths, comma-separated), each fed every "
                         "other frame, logits averaged (replaces --model)")
+    p.add_argument("--head", default=None, metavar="FILE",
+                   help="learned classes (edge learn): a head file; its classes are labels too")
+    p.add_argument("--head-mode", choices=["add", "replace"], default=None,
+                   help="add (default): beside the model's labels; replace: only the learned classes and 'unknown'")
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -117,6 +121,10 @@ def _engine_settings(args: argparse.Namespace):
     flags = {"name": "model", "labels": "labels", "state_policy": "state_policy", "cap_frames": "cap",
              "window_seconds": "window", "preprocess": "preprocess", "threads": "threads", "ensemble": "ensemble"}
     data = {key: getattr(args, attr) for key, attr in flags.items() if getattr(args, attr, None) is not None}
+    if getattr(args, "head", None):  # a flag's path is the shell's (model.head in a config is under models/)
+        data["head"] = str(Path(args.head).expanduser().resolve())
+    if getattr(args, "head_mode", None):
+        data["head_mode"] = args.head_mode
     if "ensemble" in data:
         data["ensemble"] = [m.strip() for m in data["ensemble"].split(",") if m.strip()]
     return ModelConfig.from_cli(data, {key: "--" + attr.replace("_", "-") for key, attr in flags.items()})
@@ -386,7 +394,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.confusion:
         evaluate.confusion_paths(args.confusion)  # refuse a bad output path before the run, not after
     engine = Engine(_engine_settings(args))
-    targets = evaluate.match_labels([s.label for s in samples], engine.labels, label_map)
+    from edge.learn import load_learned
+
+    learned = load_learned(engine.cfg, engine)  # --head: a dataset may name the learned classes
+    targets = evaluate.match_labels([s.label for s in samples], learned.labels if learned else engine.labels,
+                                    label_map)
     report = evaluate.evaluate(samples, engine, targets, dataset=args.dataset)
     if args.confusion:
         png, table = evaluate.write_confusion(report["confusion"], args.confusion)
