@@ -8,9 +8,15 @@ into its input (states the converter already placed in one tensor need no copy
 at all), so a frame costs one ``invoke()`` plus a few memcpys, not 44
 ``set_tensor``/``get_tensor`` round trips through Python.
 
+At load the model is split at its head pool (:mod:`edge.split`): a backbone
+that outputs each frame's head feature and a small classifier head, so the
+state policies (:mod:`edge.states`) can pool exact float features instead of
+the export's int8 running sum. A model that cannot be split runs whole.
+
 Never hold a numpy view of an interpreter buffer across ``invoke()``: the
 interpreter refuses to run while one exists. Views are taken, used and dropped
-inside one method.
+inside one method. Every state input is written by ``reset()`` before the
+first invoke (a fresh interpreter's buffers start as garbage).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from edge import runtime
+from edge import split as split_model
+from edge import tflite_file
 from edge.errors import EdgeError
 from edge.labels import read_labels
 from edge.prediction import softmax, top_k  # noqa: F401  (kept importable from here)
@@ -33,8 +41,8 @@ from edge.preprocess import InputSpec, Preprocessor
 
 logger = logging.getLogger(__name__)
 
-HEAD_POOL_SUM = "state_head_pool_buffer"
-HEAD_POOL_COUNT = "state_head_pool_frame_count"
+HEAD_POOL_SUM = split_model.HEAD_POOL_SUM
+HEAD_POOL_COUNT = split_model.HEAD_POOL_COUNT
 SIGNATURE = "serving_default"
 
 
@@ -58,8 +66,9 @@ class StageTimes:
     """Seconds spent in each stage of the last step."""
 
     preprocess: float = 0.0
-    invoke: float = 0.0
+    invoke: float = 0.0  # the backbone (the whole model when not split)
     state_copy: float = 0.0
+    head: float = 0.0  # the classifier head invoke(s)
 
 
 def load_labels(path: str | os.PathLike[str] | None, count: int, model_path: str | os.PathLike[str] = "model") -> list[str]:
@@ -92,51 +101,100 @@ def _quiet_stderr():
 
 
 class StreamModel:
-    """A stream model with its interpreter, created once, and its recurrent state."""
+    """A stream model: its interpreter(s), created once, and its recurrent state.
+
+    Split (the normal case, see :mod:`edge.split`): ``advance(frame)`` runs the
+    backbone and returns the frame's head feature; ``head(pooled)`` turns a
+    pooled feature into logits. Whether the backbone's own head pool is looped
+    (``loop_head_pool``: the original's int8 running sum, for ``cumulative``) or
+    held at zero (the window/EMA policies pool the exact features themselves) is
+    the policy's choice. Not split: ``advance`` returns the original logits.
+    """
 
     def __init__(self, path: str | os.PathLike[str], labels: str | os.PathLike[str] | None = None,
-                 threads: int = 1, preprocess: str = "resize") -> None:
+                 threads: int = 1, preprocess: str = "resize", split: bool = True) -> None:
         self.path = Path(path)
         self.threads = threads
         self.preprocess_mode = preprocess
         self.backend = runtime.backend()
-        self._interp = self._open(self.path, threads)
-        self.image, self.states, self._logits_index, self.num_classes = self._read_signature()
+        data = self._read(self.path)
+        self.split_reason = "the original model was asked for" if not split else None
+        halves = self._split(data) if split else None
+        self._head_interp = None
+        if halves:
+            try:
+                self._interp = self._open(halves.backbone, threads)
+                self._head_interp = self._open(halves.head, threads)
+            except EdgeError as err:  # our surgery made something this runtime refuses: run the original
+                self.split_reason = f"the split halves did not load: {err}"
+                logger.warning("model %s: %s; running it whole with the cumulative policy", self.name, self.split_reason)
+                halves = None
+        if not halves:
+            self._data = data  # the interpreter reads these bytes: keep them alive
+            self._interp = self._open(data, threads)
+        self.image, self.states, out_index = self._read_signature()
+        if halves:
+            self._feature_index = out_index
+            self._pooled_index, self._logits_index, self.num_classes = self._read_head()
+            self.feature = np.zeros(halves.feature_size, np.float32)  # the last frame's head feature
+        else:
+            self._feature_index = self._pooled_index = -1
+            self._logits_index = out_index
+            self.num_classes = int(np.prod(self._interp.tensor(out_index)().shape))
+            self.feature = None
         self.labels = load_labels(labels, self.num_classes, self.path)
         self.labels_path = Path(labels) if labels else None
         self.preprocessor = Preprocessor(self.image, preprocess)
-        self._copy = [s for s in self.states if not s.in_place]
         self._two_phase = self._outputs_alias_inputs()
-        self._head = self._find_head()
+        by_name = {s.name: s for s in self.states}
+        self._pool = (by_name[HEAD_POOL_SUM], by_name[HEAD_POOL_COUNT]) if halves else None
+        self.loop_head_pool = True
         self.times = StageTimes()
         self.frames = 0  # frames since the last reset
         self.reset()
 
     # ------------------------------------------------------------------ loading
 
-    def _open(self, path: Path, threads: int) -> Any:
+    @staticmethod
+    def _read(path: Path) -> bytes:
         if not path.exists():
             raise EdgeError(f"model file {path} does not exist: run `edge models fetch a0`, or check the path")
         if path.is_dir():
             raise EdgeError(f"model path {path} is a folder, not a .tflite file")
         try:
-            with path.open("rb") as f:
-                head = f.read(8)
+            data = path.read_bytes()
         except OSError as err:
             raise EdgeError(f"cannot read model file {path}: {err.strerror}") from None
-        if len(head) < 8 or head[4:8] != b"TFL3":
+        if len(data) < 8 or data[4:8] != b"TFL3":
             raise EdgeError(f"model file {path} is not a TFLite model (no TFL3 header): re-download it with `edge models fetch`")
+        tflite_file.check(path, data)  # tflite-runtime segfaults on a truncated file: never let it see one
+        return data
+
+    def _split(self, data: bytes) -> split_model.SplitModel | None:
+        try:
+            halves = split_model.split(data)
+        except split_model.NotSplittable as err:
+            self.split_reason = str(err)
+            logger.warning("model %s cannot be split at its head pool (%s): it runs the cumulative policy "
+                           "(averages every frame since the last reset, so it follows a new scene slowly)",
+                           self.name, err)
+            return None
+        self._halves = halves  # the interpreters read these bytes: keep them alive
+        return halves
+
+    def _open(self, data: bytes, threads: int) -> Any:
         try:
             with _quiet_stderr():  # the C++ runtime prints "Created TensorFlow Lite XNNPACK delegate" there
-                interp = self.backend.interpreter(model_path=str(path), num_threads=threads)
+                interp = self.backend.interpreter(model_content=data, num_threads=threads)
                 interp.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise EdgeError(f"model file {path} could not be loaded ({first}): it may be truncated or corrupt, "
+            raise EdgeError(f"model file {self.path} could not be loaded ({first}): it may be truncated or corrupt, "
                             "re-download it with `edge models fetch`") from None
         return interp
 
-    def _read_signature(self) -> tuple[InputSpec, list[StateSpec], int, int]:
+    def _read_signature(self) -> tuple[InputSpec, list[StateSpec], int]:
+        """Image input, states, and the one other output (logits; head_feature for a backbone)."""
         interp = self._interp
         sigs = interp.get_signature_list()
         if not sigs:
@@ -166,15 +224,13 @@ class StreamModel:
         image = InputSpec(image_name, shape[2], shape[3], np.dtype(d["dtype"]), float(scale), int(zp))
         self._image_index = inputs[image_name]
 
-        logits_name = "logits" if "logits" in outputs else None
-        if logits_name is None:
+        out_name = next((n for n in (split_model.FEATURE, "logits") if n in outputs), None)
+        if out_name is None:
             extra = [n for n in outputs if n not in inputs]
             if len(extra) == 1:
-                logits_name = extra[0]
-        if logits_name is None:
+                out_name = extra[0]
+        if out_name is None:
             raise EdgeError(f"model file {self.path} has no logits output (outputs: {', '.join(sorted(outputs))})")
-        ld = details[outputs[logits_name]]
-        num_classes = int(np.prod(ld["shape"]))
 
         states = []
         for name, idx in inputs.items():
@@ -186,7 +242,13 @@ class StreamModel:
             sd = details[idx]
             states.append(StateSpec(name, tuple(int(x) for x in sd["shape"]), np.dtype(sd["dtype"]),
                                     int(sd["quantization"][1]), idx, outputs[name]))
-        return image, states, outputs[logits_name], num_classes
+        return image, states, outputs[out_name]
+
+    def _read_head(self) -> tuple[int, int, int]:
+        full = self._head_interp._get_full_signature_list()
+        sig = full.get(SIGNATURE) or next(iter(full.values()))
+        pooled, logits = sig["inputs"][split_model.POOLED], sig["outputs"][split_model.LOGITS]
+        return pooled, logits, int(np.prod(self._head_interp.tensor(logits)().shape))
 
     def _outputs_alias_inputs(self) -> bool:
         """Does any state output share memory with another state's input?
@@ -195,22 +257,14 @@ class StreamModel:
         copied, so the loop snapshots all outputs first (two copies instead of one).
         """
         interp = self._interp
-        for s in self._copy:
+        for s in self.states:
+            if s.in_place:
+                continue
             for other in self.states:
                 if other is not s and np.shares_memory(interp.tensor(s.output_index)(),
                                                        interp.tensor(other.input_index)()):
                     return True
         return False
-
-    def _find_head(self) -> tuple[StateSpec, StateSpec] | None:
-        by_name = {s.name: s for s in self.states}
-        if HEAD_POOL_SUM in by_name and HEAD_POOL_COUNT in by_name:
-            if not np.issubdtype(by_name[HEAD_POOL_SUM].dtype, np.floating):
-                logger.warning("model %s: head pool %s is quantized; the capped policy cannot rescale it",
-                               self.name, HEAD_POOL_SUM)
-                return None
-            return by_name[HEAD_POOL_SUM], by_name[HEAD_POOL_COUNT]
-        return None
 
     # ------------------------------------------------------------------ facts
 
@@ -219,18 +273,36 @@ class StreamModel:
         return self.image.height, self.image.width
 
     @property
-    def has_head_pool(self) -> bool:
-        return self._head is not None
+    def is_split(self) -> bool:
+        """Backbone + head: the exact-feature policies (window, ema) can run on it."""
+        return self._head_interp is not None
+
+    @property
+    def feature_size(self) -> int:
+        return 0 if self.feature is None else int(self.feature.size)
 
     @property
     def name(self) -> str:
         return self.path.name
 
-    def clone(self) -> StreamModel:
-        """Another interpreter on the same file, with its own state (for windowed/ensemble)."""
-        return StreamModel(self.path, self.labels_path, self.threads, self.preprocess_mode)
+    @property
+    def image_index(self) -> int:
+        return self._image_index
 
     # ------------------------------------------------------------------ the state loop
+
+    @property
+    def loop_head_pool(self) -> bool:
+        """Split models: True loops the backbone's head pool (the original's running sum, ``cumulative``);
+        False holds it at zero every frame (the window/EMA policies pool the exact features)."""
+        return self._loop_pool
+
+    @loop_head_pool.setter
+    def loop_head_pool(self, value: bool) -> None:
+        self._loop_pool = bool(value) or self._pool is None
+        skip = set() if self._loop_pool else {s.name for s in self._pool}
+        self._copy = [s for s in self.states if not s.in_place and s.name not in skip]
+        self._zero = [s for s in self.states if s.in_place and s.name in skip]
 
     def reset(self) -> None:
         """Forget the past: every state back to its zero point."""
@@ -239,11 +311,15 @@ class StreamModel:
             interp.tensor(s.input_index)()[...] = s.zero_point
         self.frames = 0
 
-    def step(self, frame: np.ndarray) -> np.ndarray:
-        """Feed one RGB uint8 frame (any size); returns the logits (a new float32 array)."""
+    def advance(self, frame: np.ndarray) -> np.ndarray:
+        """Feed one RGB uint8 frame (any size) through the backbone and loop the states.
+
+        Split: returns the frame's head feature (``self.feature``, float32, overwritten
+        by the next call). Not split: returns the logits (a new float32 array).
+        """
         interp = self._interp
         t0 = time.perf_counter()
-        self.preprocessor(frame, interp.tensor(self.image_index)())
+        self.preprocessor(frame, interp.tensor(self._image_index)())
         t1 = time.perf_counter()
         interp.invoke()
         t2 = time.perf_counter()
@@ -254,40 +330,68 @@ class StreamModel:
         else:
             for s in self._copy:
                 interp.tensor(s.input_index)()[...] = interp.tensor(s.output_index)()
-        logits = interp.get_tensor(self._logits_index).reshape(-1).astype(np.float32)
+        for s in self._zero:
+            interp.tensor(s.input_index)()[...] = s.zero_point
+        if self.feature is not None:
+            out = self.feature
+            out[...] = interp.tensor(self._feature_index)().reshape(-1)
+        else:
+            out = interp.get_tensor(self._logits_index).reshape(-1).astype(np.float32)
         t3 = time.perf_counter()
         self.times.preprocess, self.times.invoke, self.times.state_copy = t1 - t0, t2 - t1, t3 - t2
+        self.times.head = 0.0
         self.frames += 1
+        return out
+
+    def head(self, pooled: np.ndarray) -> np.ndarray:
+        """Logits (a new float32 array) for a pooled feature (float32, ``feature_size`` values)."""
+        if self._head_interp is None:
+            raise EdgeError(f"model {self.name} is not split ({self.split_reason}): it has no separate head")
+        t0 = time.perf_counter()
+        interp = self._head_interp
+        interp.tensor(self._pooled_index)().reshape(-1)[...] = pooled
+        interp.invoke()
+        logits = interp.get_tensor(self._logits_index).reshape(-1).astype(np.float32, copy=False)
+        self.times.head += time.perf_counter() - t0
         return logits
 
-    @property
-    def image_index(self) -> int:
-        return self._image_index
+    def pool_mean(self, out: np.ndarray) -> np.ndarray:
+        """The backbone's own pooled mean, SUM / count, into ``out`` (what the original model's DIV computes)."""
+        pool, count = self._pool
+        interp = self._interp
+        n = interp.tensor(count.input_index)().reshape(-1)[0]
+        np.divide(interp.tensor(pool.input_index)().reshape(-1), np.float32(n), out=out)
+        return out
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """The original model's answer for one frame: its logits, pooling every frame since the reset."""
+        if self.feature is None:
+            return self.advance(frame)
+        self.loop_head_pool = True
+        self.advance(frame)
+        return self.head(self.pool_mean(self.feature))
+
+    def features(self, frames) -> np.ndarray:
+        """Per-frame head features of ``frames`` (RGB uint8) from a reset: float32 [n, feature_size].
+
+        The exact inputs of the window/EMA policies (``edge learn`` builds its classes
+        on their window means, see :func:`edge.states.window_means`). Resets before and after.
+        """
+        if self.feature is None:
+            raise EdgeError(f"model {self.name} is not split ({self.split_reason}): it has no per-frame feature")
+        keep = self.loop_head_pool
+        self.loop_head_pool = False
+        self.reset()
+        try:
+            rows = [self.advance(f).copy() for f in frames]
+        finally:
+            self.reset()
+            self.loop_head_pool = keep
+        return np.stack(rows) if rows else np.zeros((0, self.feature_size), np.float32)
 
     def invoke_only(self) -> None:
-        """A bare ``invoke()`` on whatever is in the buffers (the benchmark's yardstick)."""
+        """A bare backbone ``invoke()`` on whatever is in the buffers."""
         self._interp.invoke()
-
-    # ------------------------------------------------------------------ the head pool (capped policy)
-
-    def head_frame_count(self) -> int:
-        if self._head is None:
-            raise EdgeError(f"model {self.name} has no head pool state ({HEAD_POOL_SUM}, {HEAD_POOL_COUNT})")
-        return int(self._interp.tensor(self._head[1].input_index)().reshape(-1)[0])
-
-    def cap_head(self, n: int) -> bool:
-        """If the head pools more than n frames, rescale its sum to n frames' worth. True if it did."""
-        if self._head is None:
-            raise EdgeError(f"model {self.name} has no head pool state ({HEAD_POOL_SUM}, {HEAD_POOL_COUNT})")
-        pool, count = self._head
-        interp = self._interp
-        c = int(interp.tensor(count.input_index)().reshape(-1)[0])
-        if c <= n:
-            return False
-        buf = interp.tensor(pool.input_index)()
-        buf *= np.float32(n / c)
-        interp.tensor(count.input_index)()[...] = n
-        return True
 
     def get_state(self, name: str) -> np.ndarray:
         spec = next((s for s in self.states if s.name == name), None)
@@ -296,4 +400,4 @@ class StreamModel:
         return self._interp.tensor(spec.input_index)().copy()
 
     def close(self) -> None:
-        self._interp = None
+        self._interp = self._head_interp = None

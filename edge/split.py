@@ -339,3 +339,17 @@ def check(data: bytes) -> str | None:
     except Exception as err:  # noqa: BLE001 - a corrupt flatbuffer raises anything
         return f"its flatbuffer could not be read ({type(err).__name__})"
     return None
+
+
+def describe_file(path) -> tuple[bool, str] | None:
+    """(splits, one phrase) for ``edge doctor`` and ``edge models list``; None when the file cannot be read."""
+    from pathlib import Path
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    reason = check(data)
+    if reason is None:
+        return True, "splits at its head pool (window/ema policies)"
+    return False, f"does not split ({reason}): runs the cumulative policy only"

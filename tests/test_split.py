@@ -1,0 +1,159 @@
+"""The split at the head pool (edge/split.py): backbone + head reproduce the original exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge import split
+from edge.model import StreamModel
+from edge.states import make_policy
+
+ai_edge_litert = pytest.importorskip("ai_edge_litert.schema_py_generated", reason="needs ai-edge-litert's schema module")
+
+
+def frames(n: int, size: tuple[int, int] = (8, 8), seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def signature(data: bytes) -> tuple[list[str], list[str]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    sig = Interpreter(model_content=data).get_signature_list()["serving_default"]
+    return sig["inputs"], sig["outputs"]
+
+
+def renamed(data: bytes, old: str, new: str) -> bytes:
+    """The model with one signature name changed (a model 'without' that state)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    for sig in model.signatureDefs:
+        for m in list(sig.inputs) + list(sig.outputs):
+            if m.name.decode() == old:
+                m.name = new.encode()
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+@pytest.mark.parametrize("fixture", ["tiny_stream.tflite", "tiny_stream_uint8.tflite"])
+def test_halves_have_the_cut_signatures(fixtures_dir, fixture):
+    halves = split.split((fixtures_dir / fixture).read_bytes())
+    inputs, outputs = signature(halves.backbone)
+    assert "image" in inputs and split.HEAD_POOL_SUM in inputs
+    assert split.FEATURE in outputs and "logits" not in outputs
+    assert signature(halves.head) == ([split.POOLED], ["logits"])
+    assert halves.feature_size == 4
+
+
+@pytest.mark.parametrize("fixture", ["tiny_stream.tflite", "tiny_stream_uint8.tflite"])
+def test_cumulative_backbone_plus_head_is_bit_exact(fixtures_dir, fixture):
+    whole = StreamModel(fixtures_dir / fixture, split=False)
+    cut = StreamModel(fixtures_dir / fixture)
+    assert not whole.is_split and cut.is_split
+    for frame in frames(12):
+        np.testing.assert_array_equal(cut.step(frame), whole.step(frame))
+
+
+def test_tiny_feature_is_the_frame_mean_and_the_previous_frame(tiny_model_path, solid):
+    model = StreamModel(tiny_model_path)
+    got = model.features([solid((255, 0, 0)), solid((0, 255, 0)), solid((0, 0, 255))])
+    np.testing.assert_allclose(got, [[1, 0, 0, 0], [0, 1, 0, 1 / 3], [0, 0, 1, 1 / 3]], atol=1e-6)
+
+
+def test_feature_does_not_depend_on_the_head_pool(tiny_model_path):
+    looped, zeroed = StreamModel(tiny_model_path), StreamModel(tiny_model_path)
+    looped.loop_head_pool, zeroed.loop_head_pool = True, False
+    for frame in frames(10):
+        np.testing.assert_array_equal(looped.advance(frame), zeroed.advance(frame))
+    assert looped.get_state(split.HEAD_POOL_COUNT)[0] == 10
+    assert zeroed.get_state(split.HEAD_POOL_COUNT)[0] == 0  # held at zero: it can never saturate
+    assert not zeroed.get_state(split.HEAD_POOL_SUM).any()
+
+
+def test_a_model_without_head_pool_is_not_split_and_says_why(tiny_model_path, tmp_path, caplog):
+    path = tmp_path / "nopool.tflite"
+    path.write_bytes(renamed(tiny_model_path.read_bytes(), split.HEAD_POOL_SUM, "state_other_buffer"))
+    assert "state_head_pool_buffer" in split.check(path.read_bytes())
+    with caplog.at_level("WARNING"):
+        model = StreamModel(path)
+    assert not model.is_split and "state_head_pool_buffer" in model.split_reason
+    assert any("cumulative" in r.getMessage() and "nopool.tflite" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        policy = make_policy("window", model, window_frames=25, half_life_frames=10)
+    assert policy.name == "cumulative" and policy.feature is None
+    assert "needs the model split" in caplog.text and "state_head_pool_buffer" in caplog.text
+    whole = StreamModel(tiny_model_path, split=False)
+    for frame in frames(4):
+        np.testing.assert_array_equal(policy.step(frame), whole.step(frame))  # still usable, whole
+
+
+def test_a_model_without_logits_is_not_split(fixtures_dir):
+    data = renamed((fixtures_dir / "tiny_stream.tflite").read_bytes(), "logits", "scores")
+    assert split.check(data) == "no logits output in its signature"
+
+
+def test_check_names_the_problem(fixtures_dir):
+    assert split.check((fixtures_dir / "tiny_stream.tflite").read_bytes()) is None
+    assert "state_head_pool_buffer" in split.check((fixtures_dir / "tiny_noimage.tflite").read_bytes())
+    assert split.check((fixtures_dir / "tiny_nosig.tflite").read_bytes()) == "the model has no signature"
+    truncated = (fixtures_dir / "tiny_stream.tflite").read_bytes()[:200]
+    assert "could not be read" in split.check(truncated)
+
+
+# --------------------------------------------------------------------------- the real A0 int8 model
+
+
+@pytest.fixture
+def a0_pair(real_model):
+    return StreamModel(*real_model, split=False), StreamModel(*real_model)
+
+
+def test_a0_splits_and_drops_the_classifier_from_the_backbone(real_model):
+    data = real_model[0].read_bytes()
+    halves = split.split(data)
+    assert halves.feature_size == 480
+    assert halves.classifier_ops >= 4  # QUANTIZE, RESHAPE, CONV, CONV, RESHAPE, DEQUANTIZE
+    # the classifier's weights (2048x480 + 600x2048 int8) live in the head only
+    assert len(halves.backbone) + 1_000_000 < len(data) and len(halves.head) > 1_000_000
+
+
+def test_a0_cumulative_is_bit_exact(a0_pair):
+    whole, cut = a0_pair
+    for frame in frames(25, (120, 160), seed=1):
+        np.testing.assert_array_equal(cut.step(frame), whole.step(frame))
+
+
+def test_a0_feature_is_identical_whatever_the_head_pool(real_model):
+    looped, zeroed = StreamModel(*real_model), StreamModel(*real_model)
+    looped.loop_head_pool, zeroed.loop_head_pool = True, False
+    for frame in frames(25, (120, 160), seed=2):
+        a, b = looped.advance(frame), zeroed.advance(frame)
+        np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and a.shape == (480,) and a.any()
+
+
+# --------------------------------------------------------------------------- edge doctor and edge models list say which split
+
+
+def model_row(name: str, path):
+    from edge.models import Row
+
+    return Row(name, "model", path.name, str(path), (8, 8), True, "ok", None, None, "tiny")
+
+
+def test_doctor_and_models_list_say_which_models_split(fixtures_dir):
+    from edge import doctor, models
+
+    rows = [model_row("t0", fixtures_dir / "tiny_stream.tflite"), model_row("t1", fixtures_dir / "tiny_noimage.tflite")]
+    found = {c.what: c for c in doctor.check_models(rows=rows, directory=str(fixtures_dir))}
+    assert found["model t0"].status == "ok" and "splits at its head pool" in found["model t0"].detail
+    assert found["model t1"].status == "warn"
+    assert "does not split (no state_head_pool_buffer" in found["model t1"].detail
+    assert "cumulative" in found["model t1"].detail and found["model t1"].fix
+    table = models.format_rows(rows, fixtures_dir).splitlines()
+    assert "splits at its head pool" in table[1] and "does not split" in table[2]
