@@ -36,6 +36,12 @@ class Section(BaseModel):
 # --------------------------------------------------------------------------- model
 
 
+REMOVED_POLICIES = {
+    "capped": "use 'window' instead: the exact mean of the last window_seconds (--window), at no extra cost",
+    "windowed": "use 'window' instead: the exact mean of the last window_seconds (--window), with one stream",
+}
+
+
 class ModelConfig(Section):
     name: str = Field("a0", description="a0, a1 or a2 (installed with `edge models fetch`), or a path to a MoViNet-style stream .tflite")
     labels: str | None = Field(None, description="label file (one class a line, in logit order); default: the model's own label file")
@@ -43,11 +49,11 @@ class ModelConfig(Section):
     fps: float = Field(5.0, gt=0, le=30, description="frames a second fed to the model; MoViNet stream models are trained at 5")
     preprocess: Literal["resize", "center-crop"] = Field(
         "resize", description="resize: squash the whole frame to the model input; center-crop: crop the centre square first")
-    state_policy: Literal["cumulative", "capped", "windowed"] = Field(
-        "capped", description="how the model forgets: capped = moving average over the last cap_frames frames (cheap); "
-        "windowed = two streams reset every window_seconds (twice the compute); cumulative = never forget")
-    cap_frames: int = Field(25, ge=1, le=10000, description="capped policy: the head averages over the last N to 2N frames (25 = 5 to 10 s at 5 fps)")
-    window_seconds: float = Field(8.0, gt=0, le=3600, description="windowed policy: each stream is reset every this many seconds")
+    state_policy: Literal["window", "ema", "cumulative"] = Field(
+        "window", description="how the model forgets: window = the exact mean of the last window_seconds of head features; "
+        "ema = an exponential average with half_life_seconds; cumulative = never forget (the original model, for comparison)")
+    window_seconds: float = Field(5.0, gt=0, le=3600, description="window policy: seconds of frames the answer averages over (5 s: the shortest that does not flicker on the shared clips)")
+    half_life_seconds: float = Field(2.0, gt=0, le=3600, description="ema policy: seconds after which a frame counts half")
     ensemble: list[str] = Field(
         default_factory=list,
         description="temporal ensemble: two or more models (names or paths), each fed every other frame, logits averaged; "
@@ -57,6 +63,21 @@ class ModelConfig(Section):
     head_mode: Literal["add", "replace"] = Field(
         "add", description="add: the learned classes are ranked alongside the model's own labels; replace: only the "
         "learned classes and 'unknown'")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "cap_frames" in data:
+            raise ValueError("cap_frames was removed with the capped policy: use state_policy: window "
+                             "with window_seconds (25 frames at 5 fps = window_seconds: 5)")
+        return data
+
+    @field_validator("state_policy", mode="before")
+    @classmethod
+    def _removed_policy(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in REMOVED_POLICIES:
+            raise ValueError(f"{value!r} was removed: {REMOVED_POLICIES[value]}")
+        return value
 
     @field_validator("ensemble")
     @classmethod

@@ -17,7 +17,7 @@ import logging
 import platform
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -257,6 +257,8 @@ def check_models(rows: list | None = None, directory: str | None = None) -> list
             checks.append(Check(WARN, what, detail, f"edge models fetch {row.name} --force (records its sha256)"))
         else:
             checks.append(Check(OK, what, detail))
+        if row.kind == "model" and row.status != "mismatch":
+            checks[-1] = _with_split(checks[-1], row.path)
     installed = [r for r in rows if r.installed and r.kind == "model"]
     if not installed:
         checks.insert(0, Check(WARN, "models", f"no model installed in {folder}", "edge models fetch a0"))
@@ -266,6 +268,20 @@ def check_models(rows: list | None = None, directory: str | None = None) -> list
             checks.append(Check(WARN, f"labels {row.name}", f"{row.file} is not installed in {folder}",
                                 "edge models fetch labels"))
     return checks
+
+
+def _with_split(check: Check, path: str) -> Check:
+    """The model check, saying whether the model splits at its head pool (edge/split.py)."""
+    from edge.split import describe_file
+
+    found = describe_file(path)
+    if found is None:
+        return check
+    splits, text = found
+    if splits:
+        return replace(check, detail=f"{check.detail}, {text}")
+    return Check(WARN, check.what, f"{check.detail}, {text}", check.fix or
+                 "use a MoViNet stream export with state_head_pool_buffer/_frame_count and logits (the official A0-A2)")
 
 
 def _installed_model_names() -> list[str] | None:

@@ -23,11 +23,13 @@ logger = logging.getLogger(__name__)
 class Engine:
     """One model, or a temporal ensemble when ``cfg.ensemble`` names two or more.
 
+    After each ``step`` the answer's pooled feature is ``engine.feature`` (float32,
+    the exact window/EMA mean the head scored; None for a model that is not split).
     Ensemble: member i sees frames i, i+k, i+2k ... so each member runs at fps/k.
-    A member's ``cap_frames`` and window are counted in the frames it sees, so
-    they are divided by k here: the head still averages over the same seconds
-    (cap 25 at 5 fps = 5..10 s; two members: cap 12 each at 2.5 fps, about the
-    same 5..10 s). The members' logits are averaged before the softmax.
+    A member's window and half-life are counted in the frames it sees, so they
+    are divided by k here: each member still pools the same seconds (a 5 s window
+    at 5 fps is 25 frames; two members: 12 frames each at 2.5 fps, about the same
+    5 s). The members' logits are averaged before the softmax.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -39,9 +41,9 @@ class Engine:
         check_members(self.members, names)
         self.model = self.members[0]
         self.labels = self.model.labels
-        cap = max(1, round(cfg.cap_frames / k))
-        window = max(2, round(cfg.window_seconds * cfg.fps / k))
-        policies = [make_policy(cfg.state_policy, m, cap, window) for m in self.members]
+        window = max(1, round(cfg.window_seconds * cfg.fps / k))
+        half_life = cfg.half_life_seconds * cfg.fps / k
+        policies = [make_policy(cfg.state_policy, m, window, half_life) for m in self.members]
         self.ensemble = EnsemblePolicy(policies) if k > 1 else None
         self.policy = self.ensemble or policies[0]
         logger.info("model %s (%dx%d, %d classes, %s), policy %s, %s", self.describe_models(), *self.model.input_size,
@@ -65,8 +67,31 @@ class Engine:
         return self.model.times
 
     def step(self, frame: np.ndarray) -> np.ndarray:
-        """One RGB frame in, logits out (the policy decides which stream answers)."""
+        """One RGB frame in, logits out (a new float32 array); ``feature`` then holds what the head scored."""
         return self.policy.step(frame)
+
+    @property
+    def feature(self) -> np.ndarray | None:
+        """The pooled feature (float32) the head scored in the last step, overwritten by the next; None if not split."""
+        return self.policy.feature
+
+    def clip_features(self, frames) -> np.ndarray:
+        """Per-frame head features of a clip (RGB uint8 frames) from a reset, float32 [n, D].
+
+        The first model's (an ensemble's members share their classes, not their
+        features). :func:`edge.states.window_means` turns them into the window
+        means this engine would score. Resets the engine before and after.
+        """
+        self.reset()
+        try:
+            return self.model.features(frames)
+        finally:
+            self.reset()
+
+    @property
+    def split(self) -> bool:
+        """Every model is split at its head pool (window/ema really run)."""
+        return all(m.is_split for m in self.members)
 
     def reset(self) -> None:
         self.policy.reset()

@@ -325,13 +325,23 @@ def list_models(directory: str | os.PathLike[str] | None = None, *,
     return verify(directory, manifest=manifest)
 
 
+def _split_text(row: Row) -> str:
+    """``; splits at its head pool ...`` for an installed model (edge/split.py), else nothing."""
+    if row.kind != "model" or not row.installed or row.status == "mismatch":
+        return ""
+    from edge.split import describe_file
+
+    found = describe_file(row.path)
+    return "" if found is None else f"; {found[1]}"
+
+
 def format_rows(rows: list[Row], directory: str | os.PathLike[str]) -> str:
     """The table ``edge models list`` and ``edge models verify`` print."""
     lines = [f"{'name':<12} {'input':<8} {'installed':<9}  {'file':<30} sha256"]
     for r in rows:
         size = f"{r.input_size[0]}x{r.input_size[1]}" if r.input_size else "-"
         lines.append(f"{r.name:<12} {size:<8} {'yes' if r.installed else 'no':<9}  {r.file:<30} "
-                     f"{STATUS_TEXT[r.status] if r.installed else '-'}")
+                     f"{STATUS_TEXT[r.status] if r.installed else '-'}{_split_text(r)}")
     lines.append(f"model folder: {directory}")
     return "\n".join(lines)
 

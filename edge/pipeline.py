@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from edge.engine import Engine
     from edge.learn import LearnedLabels
 
-STAGES = ("queue", "preprocess", "invoke", "state_copy", "postprocess", "total")  # Prediction.latency keys
+STAGES = ("queue", "preprocess", "invoke", "state_copy", "head", "postprocess", "total")  # Prediction.latency keys
 
 
 @dataclass
@@ -88,10 +88,10 @@ class Pipeline:
             times = self.engine.times
             latency = {"queue": max(0.0, started - frame.mono) if frame.mono else 0.0,
                        "preprocess": times.preprocess, "invoke": times.invoke, "state_copy": times.state_copy,
-                       "postprocess": t2 - t1, "total": t2 - started}
+                       "head": times.head, "postprocess": t2 - t1, "total": t2 - started}
         pred = Prediction(t=frame.t, wall=time.time(), seq=frame.seq, probs=probs, top=top, smoothed=smoothed,
                           smoothed_top=smoothed_top, scores=scores, active=active, latency=latency, frame=frame,
-                          model_fps=model_fps, drops=drops)
+                          model_fps=model_fps, drops=drops, feature=_copy(self.engine.feature))
         return pred, events
 
     def reset(self) -> None:
@@ -99,6 +99,11 @@ class Pipeline:
         self.engine.reset()
         self.smoother.reset()
         self.sampler.reset()
+
+
+def _copy(feature: np.ndarray | None) -> np.ndarray | None:
+    """The engine overwrites its feature every step: a Prediction keeps its own."""
+    return None if feature is None else feature.copy()
 
 
 __all__ = ["Pipeline", "STAGES"]

@@ -1,25 +1,25 @@
-"""State policies: how a stream model forgets the past, and the temporal ensemble.
+"""State policies: how the engine forgets the past, and the temporal ensemble.
 
-The MoViNet head keeps a running SUM of its features and a frame count since
-the last reset, so a model that is never reset averages over the whole run and
-stops following the scene (measured: 20 s to change its top-1 after 26 s of one
-action). A policy wraps one or more StreamModels and decides when and how they
-forget:
+A MoViNet stream export pools its head features in a running SUM since the
+last reset. In the int8 export that SUM is an int8 tensor on a grid 25x
+coarser than a frame's feature, so most of a new frame rounds away: the model
+can neither follow a new scene nor forget an old one (see docs/engine.md).
+The engine splits the model at that pool (:mod:`edge.split`) and pools the
+exact float features itself:
 
-- ``cumulative``: never forget (what the reference examples do; for comparison);
-- ``capped``: when the head has pooled 2N frames, rescale its sum to N frames'
-  worth, so it always averages over the last N to 2N frames, at no extra cost.
-  (Rescaling after every frame, to exactly N, was measured to fail: the int8
-  export requantizes the pool sum on a coarse grid (about 0.59 for A0) at every
-  frame, so a sum scaled off the grid each frame accumulates rounding error and
-  the top-1 decays to noise within a minute; see benchmarks/state_policies.py);
-- ``windowed``: two streams, each reset every W frames, half a window apart;
-  report the one with the longer history. Twice the compute.
+- ``window`` (default): the mean of the last W features (W = window_seconds x
+  fps), through the head. Until W frames have been seen since a reset, the mean
+  of what there is.
+- ``ema``: an exponential moving average of the features with a half-life in
+  seconds (the mean of what there is until the EMA weight is the larger).
+- ``cumulative``: never forget: the original model bit for bit (its own int8
+  SUM / count through the head). The reference, and the only policy of a model
+  that cannot be split.
 
-The temporal ensemble (MoViNet paper, section 3.4) is a policy made of policies:
-k stream models, each fed every k-th frame (model i sees frames i, i+k, ...),
-their latest logits averaged. Each member runs at fps/k, so the ensemble costs
-what one model at the full rate costs.
+The pooling classes (:class:`ExactWindow`, :class:`ExactEma`) are pure numpy,
+allocation-free per frame. The temporal ensemble (MoViNet paper, section 3.4)
+is a policy of policies: k models, model i fed frames i, i+k, ..., their latest
+logits averaged; each member keeps its own window, counted in the frames it sees.
 """
 
 from __future__ import annotations
@@ -33,96 +33,178 @@ from edge.model import StreamModel
 
 logger = logging.getLogger(__name__)
 
-POLICIES = ("cumulative", "capped", "windowed")
+POLICIES = ("window", "ema", "cumulative")
+RESUM_EVERY = 4  # the window recomputes its running sum from the ring every this many laps
 
 
 class Policy(Protocol):
     name: str
-    cost: float  # invokes per frame, relative to one model
+    feature: np.ndarray | None  # the pooled feature the head scored in the last step (float32)
 
     def step(self, frame: np.ndarray) -> np.ndarray: ...
 
     def reset(self) -> None: ...
 
-
-class CumulativePolicy:
-    name = "cumulative"
-    cost = 1.0
-
-    def __init__(self, model: StreamModel) -> None:
-        self.model = model
-
-    def step(self, frame: np.ndarray) -> np.ndarray:
-        return self.model.step(frame)
-
-    def reset(self) -> None:
-        self.model.reset()
-
-    def describe(self) -> str:
-        return "cumulative"
+    def describe(self) -> str: ...
 
 
-class CappedPolicy:
-    name = "capped"
-    cost = 1.0
-
-    def __init__(self, model: StreamModel, cap_frames: int) -> None:
-        if not model.has_head_pool:
-            raise ValueError(f"model {model.name} has no float head pool state")
-        self.model = model
-        self.cap_frames = cap_frames
-
-    def step(self, frame: np.ndarray) -> np.ndarray:
-        logits = self.model.step(frame)
-        if self.model.head_frame_count() >= 2 * self.cap_frames:
-            self.model.cap_head(self.cap_frames)
-        return logits
-
-    def reset(self) -> None:
-        self.model.reset()
-
-    def describe(self) -> str:
-        return f"capped N={self.cap_frames}..{2 * self.cap_frames}"
+# --------------------------------------------------------------------------- pooling maths (pure)
 
 
-class WindowedPolicy:
-    name = "windowed"
-    cost = 2.0
+class ExactWindow:
+    """Mean of the last ``size`` vectors: a ring of float32 rows and a float64 running sum.
 
-    def __init__(self, model: StreamModel, window_frames: int, second: StreamModel | None = None) -> None:
-        self.window = max(2, int(window_frames))
-        self.models = (model, second if second is not None else model.clone())
+    ``push(x)`` returns the mean (float32, a buffer reused by the next push). The
+    sum is recomputed from the ring every ``RESUM_EVERY`` laps, so rounding
+    cannot creep however long it runs.
+    """
+
+    def __init__(self, size: int, dim: int) -> None:
+        if size < 1:
+            raise ValueError(f"window size must be at least 1, got {size}")
+        self.size = int(size)
+        self._ring = np.zeros((self.size, dim), np.float32)
+        self._sum = np.zeros(dim, np.float64)
+        self._mean64 = np.zeros(dim, np.float64)
+        self.mean = np.zeros(dim, np.float32)
         self.reset()
 
     def reset(self) -> None:
-        for m in self.models:
-            m.reset()
-        # stream b starts half a window late, so one stream always has >= W/2 frames of history
-        self._ages = [0, -(self.window // 2)]
+        self._ring[...] = 0
+        self._sum[...] = 0
+        self.count = 0  # vectors in the window (<= size)
+        self._next = 0
+        self._pushes = 0
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        slot = self._ring[self._next]
+        if self.count == self.size:
+            self._sum -= slot
+        else:
+            self.count += 1
+        slot[...] = x
+        self._sum += slot
+        self._next = (self._next + 1) % self.size
+        self._pushes += 1
+        if self._pushes % (self.size * RESUM_EVERY) == 0:
+            np.sum(self._ring, axis=0, dtype=np.float64, out=self._sum)
+        np.divide(self._sum, self.count, out=self._mean64)
+        self.mean[...] = self._mean64
+        return self.mean
+
+
+class ExactEma:
+    """Exponential moving average with a half-life of ``half_life`` pushes.
+
+    The weight of the newest vector is ``max(alpha, 1/n)`` after n pushes, so the
+    first pushes average what there is (no bias towards the zero start) until
+    the EMA weight ``alpha = 1 - 2**(-1/half_life)`` takes over.
+    """
+
+    def __init__(self, half_life: float, dim: int) -> None:
+        if half_life <= 0:
+            raise ValueError(f"half-life must be positive, got {half_life}")
+        self.half_life = float(half_life)
+        self.alpha = 1.0 - 0.5 ** (1.0 / self.half_life)
+        self._m = np.zeros(dim, np.float64)
+        self._d = np.zeros(dim, np.float64)
+        self.mean = np.zeros(dim, np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self._m[...] = 0
+        self.count = 0
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        self.count += 1
+        w = max(self.alpha, 1.0 / self.count)
+        np.subtract(x, self._m, out=self._d)
+        self._d *= w
+        self._m += self._d
+        self.mean[...] = self._m
+        return self.mean
+
+
+def window_means(features: np.ndarray, frames: int) -> np.ndarray:
+    """The exact window means a ``window`` policy of ``frames`` feeds its head, one row per frame.
+
+    ``features`` is [n, D] per-frame head features (:meth:`StreamModel.features`).
+    """
+    pool = ExactWindow(frames, features.shape[1])
+    return np.stack([pool.push(f).copy() for f in features]) if len(features) else features.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- policies
+
+
+class CumulativePolicy:
+    """Never forget: the original model's own answer (its head pool looped as exported)."""
+
+    name = "cumulative"
+
+    def __init__(self, model: StreamModel) -> None:
+        self.model = model
+        if model.is_split:
+            model.loop_head_pool = True
+            self.feature = np.zeros(model.feature_size, np.float32)
+        else:
+            self.feature = None
+        self.reset()
 
     def step(self, frame: np.ndarray) -> np.ndarray:
-        out = []
-        for i, m in enumerate(self.models):
-            if self._ages[i] >= self.window:
-                m.reset()
-                self._ages[i] = 0
-            if self._ages[i] >= 0:
-                out.append((self._ages[i], i, m.step(frame)))
-            self._ages[i] += 1
-        # the longest history wins; ties go to stream a
-        return max(out, key=lambda x: (x[0], -x[1]))[2]
+        model = self.model
+        if self.feature is None:
+            return model.advance(frame)
+        model.advance(frame)
+        return model.head(model.pool_mean(self.feature))
+
+    def reset(self) -> None:
+        self.model.reset()
 
     def describe(self) -> str:
-        return f"windowed W={self.window} frames"
+        return "cumulative" if self.model.is_split else "cumulative (model not split)"
+
+
+class PooledPolicy:
+    """The backbone's per-frame features pooled exactly (window or EMA), then the head."""
+
+    def __init__(self, model: StreamModel, pool: ExactWindow | ExactEma, name: str, text: str) -> None:
+        if not model.is_split:
+            raise ValueError(f"model {model.name} is not split ({model.split_reason})")
+        self.model, self.pool, self.name, self._text = model, pool, name, text
+        model.loop_head_pool = False
+        self.feature = pool.mean
+        self.reset()
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        return self.model.head(self.pool.push(self.model.advance(frame)))
+
+    def reset(self) -> None:
+        self.model.reset()
+        self.pool.reset()
+
+    def describe(self) -> str:
+        return self._text
+
+
+def window_policy(model: StreamModel, frames: int) -> PooledPolicy:
+    frames = max(1, int(frames))
+    return PooledPolicy(model, ExactWindow(frames, model.feature_size), "window", f"window W={frames} frames")
+
+
+def ema_policy(model: StreamModel, half_life_frames: float) -> PooledPolicy:
+    return PooledPolicy(model, ExactEma(half_life_frames, model.feature_size), "ema",
+                        f"ema half-life {half_life_frames:g} frames")
 
 
 class EnsemblePolicy:
     """k member policies taking turns: frame j goes to member j mod k; the answer is the mean of
     every member's latest logits (members that have seen no frame yet are left out).
 
-    Each member keeps its own state policy (capped, windowed ...), so its
-    ``cap_frames``/window are counted in the frames *it* sees: the caller scales
-    them by 1/k to keep the same seconds (see Engine).
+    Each member keeps its own state policy, so its window/half-life is counted in
+    the frames *it* sees: the caller scales them by 1/k to keep the same seconds
+    (see Engine). ``feature`` is the mean of the members' latest pooled features
+    when they all have one of the same size, else None.
     """
 
     name = "ensemble"
@@ -131,23 +213,29 @@ class EnsemblePolicy:
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two members")
         self.members = list(members)
+        sizes = {None if m.feature is None else m.feature.size for m in self.members}
+        self._pools = len(sizes) == 1 and None not in sizes
+        self.feature = np.zeros(sizes.pop(), np.float32) if self._pools else None
         self.reset()
-
-    @property
-    def cost(self) -> float:
-        """Invokes per frame relative to one model: 1.0 for capped/cumulative members (each runs every k-th frame)."""
-        return sum(m.cost for m in self.members) / len(self.members)
 
     def reset(self) -> None:
         for m in self.members:
             m.reset()
         self._latest: list[np.ndarray | None] = [None] * len(self.members)
+        self._features = [np.zeros_like(self.feature) for _ in self.members] if self._pools else []
         self._turn = 0
         self.last = 0  # the member that took the last frame
+        if self.feature is not None:
+            self.feature[...] = 0
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         i = self._turn
-        self._latest[i] = self.members[i].step(frame)
+        member = self.members[i]
+        self._latest[i] = member.step(frame)
+        if self._pools:
+            self._features[i][...] = member.feature
+            seen = [f for f, x in zip(self._features, self._latest) if x is not None]
+            np.mean(seen, axis=0, dtype=np.float32, out=self.feature)
         self.last = i
         self._turn = (i + 1) % len(self.members)
         seen = [x for x in self._latest if x is not None]
@@ -158,15 +246,17 @@ class EnsemblePolicy:
         return f"ensemble of {k}, each sees 1 frame in {k}: " + " + ".join(m.describe() for m in self.members)
 
 
-def make_policy(name: str, model: StreamModel, cap_frames: int, window_frames: int) -> Policy:
+def make_policy(name: str, model: StreamModel, window_frames: int, half_life_frames: float) -> Policy:
+    """The named policy on ``model``; a model that is not split runs ``cumulative`` (logged once, with why)."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown state policy {name!r} (known: {', '.join(POLICIES)})")
     if name == "cumulative":
         return CumulativePolicy(model)
-    if name == "capped":
-        if model.has_head_pool:
-            return CappedPolicy(model, cap_frames)
-        logger.warning("model %s has no head pool state (state_head_pool_buffer/frame_count): "
-                       "using the windowed policy instead of capped", model.name)
-        return WindowedPolicy(model, window_frames)
-    if name == "windowed":
-        return WindowedPolicy(model, window_frames)
-    raise ValueError(f"unknown state policy {name!r} (known: {', '.join(POLICIES)})")
+    if not model.is_split:
+        logger.warning("model %s: the %s policy needs the model split at its head pool (%s); using cumulative: "
+                       "it averages every frame since the last reset, so it follows a new scene slowly",
+                       model.name, name, model.split_reason)
+        return CumulativePolicy(model)
+    if name == "window":
+        return window_policy(model, window_frames)
+    return ema_policy(model, half_life_frames)

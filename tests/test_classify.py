@@ -47,7 +47,7 @@ def test_frames_are_sampled_at_5_fps_by_timestamp(model_cfg, shared_videos):
     assert result["frames"] == 52
 
 
-@pytest.mark.parametrize("policy", ["cumulative", "capped", "windowed"])
+@pytest.mark.parametrize("policy", ["window", "ema", "cumulative"])
 def test_every_policy_gets_both_clips_right(model_cfg, shared_videos, policy):
     for clip, label in (("carving_ice.mp4", "carving ice"), ("flipping_a_pancake.mkv", "flipping pancake")):
         result = classify_file(str(shared_videos / clip), model_cfg(state_policy=policy))

@@ -61,7 +61,7 @@ def delkey(*path):
 def test_minimal_config_is_valid():
     config = parse(copy.deepcopy(MINIMAL))
     assert config.model.name == "a0"
-    assert config.model.state_policy == "capped"
+    assert config.model.state_policy == "window" and config.model.window_seconds == 5.0
     assert [type(s) for s in config.sinks] == [LogSinkConfig, GpioSinkConfig]
     assert config.sinks[1].pin == 17 and config.sinks[1].rule == "cook"
     assert config.watch[0].labels == ["flipping pancake"]
@@ -86,9 +86,13 @@ BROKEN = [
     (setkey("model", "threads", value=0), ["model.threads", "greater than or equal to 1"]),
     (setkey("model", "threads", value=9), ["model.threads", "less than or equal to 8"]),
     (setkey("model", "fps", value=0), ["model.fps", "greater than 0"]),
-    (setkey("model", "state_policy", value="sliding"), ["model.state_policy", "'cumulative', 'capped' or 'windowed'"]),
+    (setkey("model", "state_policy", value="sliding"), ["model.state_policy", "'window', 'ema' or 'cumulative'"]),
+    (setkey("model", "state_policy", value="capped"), ["model.state_policy", "'capped' was removed", "use 'window'"]),
+    (setkey("model", "state_policy", value="windowed"), ["model.state_policy", "'windowed' was removed", "use 'window'"]),
+    (setkey("model", "cap_frames", value=25), ["cap_frames was removed", "window_seconds"]),
+    (setkey("model", "window_seconds", value=0), ["model.window_seconds", "greater than 0"]),
+    (setkey("model", "half_life_seconds", value=-1), ["model.half_life_seconds", "greater than 0"]),
     (setkey("model", "preprocess", value="crop"), ["model.preprocess", "'resize' or 'center-crop'"]),
-    (setkey("model", "cap_frames", value=0), ["model.cap_frames"]),
     (setkey("model", "ensemble", value=["a0"]), ["model.ensemble", "at least two models"]),
     (setkey("source", value={"kind": "usb"}), ["source.kind", "'picamera2'"]),
     (setkey("source", value={"width": 8}), ["source.width", "greater than or equal to 16"]),
@@ -200,13 +204,16 @@ def test_single_label_string_becomes_a_list():
 
 
 def test_cli_errors_use_option_names():
-    with pytest.raises(EdgeError, match="--cap: must be greater than or equal to 1"):
-        ModelConfig.from_cli({"cap_frames": 0}, {"cap_frames": "--cap"})
+    with pytest.raises(EdgeError, match="--window: must be greater than 0"):
+        ModelConfig.from_cli({"window_seconds": 0}, {"window_seconds": "--window"})
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--cap", "0"], "edge: error: --cap: must be greater than or equal to 1"),
+    (["--cap", "25"], "edge: error: --cap was removed with the capped policy: use --state-policy window --window"),
+    (["--state-policy", "capped"], "edge: error: --state-policy: 'capped' was removed: use 'window'"),
+    (["--state-policy", "sliding"], "edge: error: --state-policy: must be 'window', 'ema' or 'cumulative'"),
     (["--window", "-2"], "edge: error: --window: must be greater than 0"),
+    (["--half-life", "0"], "edge: error: --half-life: must be greater than 0"),
     (["--threads", "0"], "edge: error: --threads: must be greater than or equal to 1"),
     (["--ensemble", "a0"], "edge: error: --ensemble: needs at least two models"),
 ])

@@ -14,7 +14,7 @@ from edge.config import ModelConfig
 from edge.engine import Engine, check_members
 from edge.errors import EdgeError
 from edge.model import StreamModel
-from edge.states import CappedPolicy, CumulativePolicy, EnsemblePolicy
+from edge.states import CumulativePolicy, EnsemblePolicy, window_policy
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 BUFFER = "state_block0_layer0_stream_buffer"  # the tiny model's last two frames, as it saw them
@@ -97,23 +97,18 @@ def test_first_frame_is_member_0_alone(pair, solid, reference):
     np.testing.assert_allclose(policy.step(solid(RED)), reference().step(solid(RED)), atol=1e-5, rtol=0)
 
 
-def test_members_keep_their_own_capped_policy(pair, reference):
-    policy = EnsemblePolicy([CappedPolicy(m, cap_frames=2) for m in pair])
-    refs = [reference(), reference()]
-    latest = [None, None]
+def test_members_keep_their_own_window(pair, tiny_model_path, tiny_labels_path):
+    policy = EnsemblePolicy([window_policy(m, 2) for m in pair])
+    alone = [window_policy(StreamModel(tiny_model_path, tiny_labels_path), 2) for _ in range(2)]
+    latest, features = [None, None], [None, None]
     for j, frame in enumerate(random_frames(14, seed=9)):
-        ref = refs[j % 2]
-        latest[j % 2] = ref.step(frame)
-        if ref.count[0] >= 4:
-            ref.cap(2)
+        latest[j % 2] = alone[j % 2].step(frame)
+        features[j % 2] = alone[j % 2].feature.copy()
         got = policy.step(frame)
         if latest[1] is not None:
             np.testing.assert_allclose(got, (latest[0] + latest[1]) / 2, atol=1e-5, rtol=0)
-    assert [m.head_frame_count() for m in pair] == [3, 3]  # 7 frames each: 1,2,3,2,3,2,3
-
-
-def test_cost_is_one_model(pair):
-    assert EnsemblePolicy([CumulativePolicy(m) for m in pair]).cost == 1.0
+            np.testing.assert_allclose(policy.feature, (features[0] + features[1]) / 2, atol=1e-6, rtol=0)
+    assert [m.pool.count for m in policy.members] == [2, 2]
 
 
 def test_needs_two_members(pair):
@@ -129,10 +124,10 @@ def ensemble_cfg(paths, labels=None, **kw) -> ModelConfig:
 
 
 def test_engine_matches_two_independent_engines(tiny_model_path, tiny_labels_path):
-    engine = Engine(ensemble_cfg([tiny_model_path] * 2, tiny_labels_path, state_policy="capped", cap_frames=6))
-    # each member sees half the frames, so its cap is halved: the same seconds of history
-    assert [p.cap_frames for p in engine.policy.members] == [3, 3]
-    single = ModelConfig(name=str(tiny_model_path), labels=str(tiny_labels_path), state_policy="capped", cap_frames=3)
+    engine = Engine(ensemble_cfg([tiny_model_path] * 2, tiny_labels_path, state_policy="window", window_seconds=1.2))
+    # each member sees half the frames, so its window is halved: the same seconds of history
+    assert [p.pool.size for p in engine.policy.members] == [3, 3]
+    single = ModelConfig(name=str(tiny_model_path), labels=str(tiny_labels_path), window_seconds=0.6)
     alone = [Engine(single), Engine(single)]
     latest = [None, None]
     for j, frame in enumerate(random_frames(16, seed=2)):
@@ -141,13 +136,12 @@ def test_engine_matches_two_independent_engines(tiny_model_path, tiny_labels_pat
         if j:
             np.testing.assert_allclose(got, (latest[0] + latest[1]) / 2, atol=1e-5, rtol=0)
     assert engine.labels == ["red", "green", "blue", "previous", "none"]
-    assert engine.policy.cost == 1.0
 
 
-def test_engine_windowed_members_scale_the_window(tiny_model_path, tiny_labels_path):
-    cfg = ensemble_cfg([tiny_model_path] * 2, tiny_labels_path, state_policy="windowed", window_seconds=4.0)
+def test_engine_ema_members_scale_the_half_life(tiny_model_path, tiny_labels_path):
+    cfg = ensemble_cfg([tiny_model_path] * 2, tiny_labels_path, state_policy="ema", half_life_seconds=4.0)
     engine = Engine(cfg)
-    assert [p.window for p in engine.policy.members] == [10, 10]  # 4 s at 5 fps = 20 frames; 10 for each member
+    assert [p.pool.half_life for p in engine.policy.members] == [10, 10]  # 4 s at 5 fps = 20 frames; 10 each
 
 
 def test_engine_describe_names_the_members(tiny_model_path, tiny_labels_path):

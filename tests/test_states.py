@@ -1,14 +1,23 @@
-"""State policies on the tiny stream model, checked against the numpy reference with literal tables."""
+"""Forgetting: the exact window and EMA maths on literal vectors, and the policies on the tiny stream model."""
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 import pytest
 
+from edge.config import ModelConfig
+from edge.engine import Engine
 from edge.model import HEAD_POOL_COUNT, HEAD_POOL_SUM, StreamModel
-from edge.states import CappedPolicy, CumulativePolicy, WindowedPolicy, make_policy
+from edge.states import (
+    RESUM_EVERY,
+    CumulativePolicy,
+    ExactEma,
+    ExactWindow,
+    ema_policy,
+    make_policy,
+    window_means,
+    window_policy,
+)
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -18,11 +27,111 @@ def model(tiny_model_path, tiny_labels_path):
     return StreamModel(tiny_model_path, tiny_labels_path)
 
 
-def distinct_frames(n: int) -> list[np.ndarray]:
-    """n solid 8x8 frames, each a different colour, so each recent-history length gives different logits."""
-    rng = np.random.default_rng(3)
-    colours = rng.integers(0, 256, (n, 3), dtype=np.uint8)
-    return [np.broadcast_to(c, (8, 8, 3)).copy() for c in colours]
+def vectors(rows):
+    return [np.asarray(r, np.float32) for r in rows]
+
+
+# --------------------------------------------------------------------------- the maths, literal
+
+
+@pytest.mark.parametrize("size, pushes, means", [
+    (3, [[3, 0], [0, 3], [3, 3], [6, 0], [0, 0]], [[3, 0], [1.5, 1.5], [2, 2], [3, 2], [3, 1]]),
+    (1, [[1, 2], [5, 6]], [[1, 2], [5, 6]]),
+    (2, [[2, 4], [4, 2], [0, 0]], [[2, 4], [3, 3], [2, 1]]),
+])
+def test_window_means_the_last_w_and_averages_what_there_is_before(size, pushes, means):
+    window = ExactWindow(size, 2)
+    got = [window.push(x).copy() for x in vectors(pushes)]
+    np.testing.assert_allclose(got, means, atol=1e-6)
+    assert window.count == min(size, len(pushes))
+
+
+def test_window_reset_forgets_everything():
+    window = ExactWindow(2, 1)
+    for x in vectors([[8], [8], [8]]):
+        window.push(x)
+    window.reset()
+    assert window.count == 0
+    np.testing.assert_allclose(window.push(np.float32([2])), [2])
+
+
+def test_window_recomputes_its_sum_so_rounding_cannot_creep():
+    rng = np.random.default_rng(0)
+    rows = (rng.standard_normal((1000, 8)) * 1e4).astype(np.float32)
+    window = ExactWindow(7, 8)
+    for i, x in enumerate(rows):
+        got = window.push(x)
+    assert i + 1 > 7 * RESUM_EVERY
+    np.testing.assert_allclose(got, rows[-7:].astype(np.float64).mean(axis=0), rtol=1e-6)
+    window.push(rows[0])  # a full lap after a resum: the ring's exact sum
+    np.testing.assert_array_equal(window._sum, np.sum(window._ring, axis=0, dtype=np.float64))
+
+
+def test_window_rejects_a_size_below_one():
+    with pytest.raises(ValueError):
+        ExactWindow(0, 4)
+
+
+@pytest.mark.parametrize("half_life, pushes, means", [
+    # half-life 1: alpha 0.5; the first push is taken whole (weight 1), then 0.5 each
+    (1, [[4], [0], [0], [8]], [[4], [2], [1], [4.5]]),
+    # half-life 3: alpha 0.206 < 1/n for n <= 4: the plain mean of what there is, then the EMA weight
+    (3, [[1], [2], [3], [6], [0]], [[1], [1.5], [2], [3], [3 * (1 - 0.2062994740159002)]]),
+])
+def test_ema_literal(half_life, pushes, means):
+    ema = ExactEma(half_life, 1)
+    got = [ema.push(x).copy() for x in vectors(pushes)]
+    np.testing.assert_allclose(got, means, atol=1e-6)
+
+
+def test_ema_half_life_halves_an_old_value():
+    ema = ExactEma(10, 1)
+    ema.count = 100  # long past the start-up average
+    ema._m[...] = 1.0
+    for _ in range(10):
+        got = ema.push(np.float32([0]))
+    np.testing.assert_allclose(got, [0.5], atol=1e-6)
+    ema.reset()
+    np.testing.assert_allclose(ema.push(np.float32([7])), [7])
+
+
+def test_window_means_of_a_feature_list():
+    got = window_means(np.float32([[2, 0], [0, 2], [4, 4]]), 2)
+    np.testing.assert_allclose(got, [[2, 0], [1, 1], [2, 3]])
+
+
+# --------------------------------------------------------------------------- policies on the tiny model
+
+
+def test_window_policy_literal_logits(model, solid):
+    # features: red [1,0,0,0], green [0,1,0,1/3] (previous frame red), blue [0,0,1,1/3]; logits 10 x mean, then 0
+    policy = window_policy(model, 2)
+    got = [policy.step(solid(c)) for c in (RED, GREEN, BLUE)]
+    np.testing.assert_allclose(got, [[10, 0, 0, 0, 0], [5, 5, 0, 10 / 6, 0], [0, 5, 5, 10 / 3, 0]], atol=1e-5)
+    np.testing.assert_allclose(policy.feature, [0, 0.5, 0.5, 1 / 3], atol=1e-6)  # what the head scored
+    # the backbone's own head pool is held at zero
+    assert model.get_state(HEAD_POOL_COUNT)[0] == 0 and not model.get_state(HEAD_POOL_SUM).any()
+
+
+def test_ema_policy_literal_logits(model, solid):
+    policy = ema_policy(model, 1)
+    got = [policy.step(solid(c)) for c in (RED, RED, GREEN)]
+    # means: red; red; 0.5 red + 0.5 [0,1,0,1/3]
+    np.testing.assert_allclose(got, [[10, 0, 0, 0, 0], [10, 0, 0, 10 / 3 / 2, 0], [5, 5, 0, 10 / 3 / 2 * 0.5 + 10 / 6, 0]],
+                               atol=1e-5)
+
+
+def test_cumulative_is_the_original_model(model, solid, reference, tiny_model_path):
+    policy = CumulativePolicy(model)
+    whole = StreamModel(tiny_model_path, split=False)
+    ref = reference()
+    for i in range(8):
+        frame = solid(RED if i % 2 else GREEN)
+        got = policy.step(frame)
+        np.testing.assert_array_equal(got, whole.step(frame))
+        np.testing.assert_allclose(got, ref.step(frame), atol=1e-5, rtol=0)
+    assert model.get_state(HEAD_POOL_COUNT)[0] == 8
+    np.testing.assert_allclose(policy.feature, ref.sum.reshape(4) / 8, atol=1e-6)
 
 
 def first_green_frame(policy, solid, reds: int = 20, greens: int = 30) -> int | None:
@@ -34,180 +143,48 @@ def first_green_frame(policy, solid, reds: int = 20, greens: int = 30) -> int | 
     return None
 
 
-# --------------------------------------------------------------------------- cumulative
-
-
-def test_cumulative_never_rescales(model, solid, reference):
-    policy = CumulativePolicy(model)
-    ref = reference()
-    counts = []
-    for i in range(8):
-        frame = solid(RED if i % 2 else GREEN)
-        np.testing.assert_allclose(policy.step(frame), ref.step(frame), atol=1e-5, rtol=0)
-        counts.append(model.head_frame_count())
-    assert counts == [1, 2, 3, 4, 5, 6, 7, 8]
-    np.testing.assert_allclose(model.get_state(HEAD_POOL_SUM), ref.sum, atol=1e-5, rtol=0)
-
-
-# --------------------------------------------------------------------------- capped
-
-
-def test_capped_keeps_count_at_n_and_rescales_the_sum(model, solid, reference):
-    policy = CappedPolicy(model, cap_frames=3)
-    ref = reference()
-    counts, seen_by_logits = [], []
-    frames = [solid(c) for c in [RED, GREEN, RED, (0, 0, 255), GREEN, RED, RED, GREEN, BLUE, RED]]
-    for frame in frames:
-        logits = policy.step(frame)
-        want = ref.step(frame)
-        seen_by_logits.append(int(ref.count[0]))  # the count the logits were divided by
-        if ref.count[0] >= 6:  # the head has pooled 2N frames: back to N
-            ref.cap(3)
-        np.testing.assert_allclose(logits, want, atol=1e-5, rtol=0)
-        np.testing.assert_allclose(model.get_state(HEAD_POOL_SUM), ref.sum, atol=1e-5, rtol=0)
-        counts.append(model.head_frame_count())
-    assert seen_by_logits == [1, 2, 3, 4, 5, 6, 4, 5, 6, 4]
-    assert counts == [1, 2, 3, 4, 5, 3, 4, 5, 3, 4]
-
-
-def test_capped_rescale_literal(model, solid):
-    # 6 red frames, cap 3: at 2N = 6 frames the sum is [6, 0, 0, 5/3] (the 4th feature is the
-    # previous frame's mean, 1/3, for frames 2..6); the cap multiplies it by 3/6
-    policy = CappedPolicy(model, cap_frames=3)
-    for _ in range(5):
-        policy.step(solid(RED))
-    assert model.get_state(HEAD_POOL_COUNT).tolist() == [5]  # below 2N: untouched
-    policy.step(solid(RED))
-    np.testing.assert_allclose(model.get_state(HEAD_POOL_SUM).reshape(4), [3.0, 0.0, 0.0, 5 / 6], atol=1e-6)
-    assert model.get_state(HEAD_POOL_COUNT).tolist() == [3]
-
-
-@pytest.mark.parametrize("policy_factory, frame", [
-    # 20 red frames, then green: the frame (1-based) at which green first beats red
-    # (cumulative: 21 green of 41 > 20 red; capped: the head holds at most 2N frames)
-    (lambda m: CumulativePolicy(m), 41),
-    (lambda m: CappedPolicy(m, cap_frames=5), 26),
-    (lambda m: CappedPolicy(m, cap_frames=3), 24),
+@pytest.mark.parametrize("make, expected", [
+    (lambda m: CumulativePolicy(m), 41),  # 21 green of 41 outweigh 20 red
+    (lambda m: window_policy(m, 6), 24),  # 4 green of the last 6
+    (lambda m: ema_policy(m, 3), 24),
 ])
-def test_colour_switch_frame(model, solid, policy_factory, frame):
-    assert first_green_frame(policy_factory(model), solid) == frame
+def test_how_soon_a_change_is_followed(model, solid, make, expected):
+    assert first_green_frame(make(model), solid) == expected
 
 
-def test_capped_follows_a_change_sooner_than_cumulative(tiny_model_path, solid):
-    capped = first_green_frame(CappedPolicy(StreamModel(tiny_model_path), 3), solid)
-    cumulative = first_green_frame(CumulativePolicy(StreamModel(tiny_model_path)), solid)
-    assert capped is not None and cumulative is not None
-    assert capped < cumulative
-
-
-def test_capped_refuses_a_model_without_head_pool(model):
-    model._head = None
-    with pytest.raises(ValueError, match="no float head pool"):
-        CappedPolicy(model, 3)
-
-
-def test_policy_reset(model, solid):
-    policy = CappedPolicy(model, 3)
-    for _ in range(5):
-        policy.step(solid(RED))
+@pytest.mark.parametrize("make", [lambda m: window_policy(m, 3), lambda m: ema_policy(m, 2), CumulativePolicy])
+def test_reset_starts_again_like_a_fresh_policy(model, tiny_model_path, solid, make):
+    policy = make(model)
+    for c in (GREEN, BLUE, GREEN):
+        policy.step(solid(c))
     policy.reset()
-    assert model.head_frame_count() == 0
-    np.testing.assert_allclose(policy.step(solid(GREEN)), [0, 10, 0, 0, 0], atol=1e-5)
+    fresh = make(StreamModel(tiny_model_path))
+    for c in (RED, BLUE):
+        np.testing.assert_allclose(policy.step(solid(c)), fresh.step(solid(c)), atol=1e-6)
 
 
-# --------------------------------------------------------------------------- windowed
-
-# W = 4: stream a steps from frame 1, stream b from frame 3 (half a window late); each is
-# reset when it has seen W frames. Per frame: (frames since reset of a, of b, reported stream).
-WINDOWED_W4 = [
-    (1, 0, "a"),
-    (2, 0, "a"),
-    (3, 1, "a"),
-    (4, 2, "a"),
-    (1, 3, "b"),  # frame 5 resets a
-    (2, 4, "b"),
-    (3, 1, "a"),  # frame 7 resets b
-    (4, 2, "a"),
-    (1, 3, "b"),  # frame 9 resets a
-    (2, 4, "b"),
-    (3, 1, "a"),  # frame 11 resets b
-    (4, 2, "a"),
-]
+@pytest.mark.parametrize("name, kind", [("window", "window"), ("ema", "ema"), ("cumulative", "cumulative")])
+def test_make_policy_by_name(model, name, kind):
+    assert make_policy(name, model, window_frames=4, half_life_frames=2).name == kind
 
 
-def test_windowed_reset_schedule_and_reported_stream(tiny_model_path, reference):
-    a, b = StreamModel(tiny_model_path), StreamModel(tiny_model_path)
-    policy = WindowedPolicy(a, 4, second=b)
-    frames = distinct_frames(len(WINDOWED_W4))
-    for i, (frame, (age_a, age_b, reported)) in enumerate(zip(frames, WINDOWED_W4)):
-        logits = policy.step(frame)
-        assert (a.frames, b.frames) == (age_a, age_b), f"frame {i + 1}"
-        history = age_a if reported == "a" else age_b
-        # the reported logits are those of a fresh model fed just the reported stream's recent frames
-        ref = reference()
-        for past in frames[i + 1 - history: i + 1]:
-            want = ref.step(past)
-        np.testing.assert_allclose(logits, want, atol=1e-5, rtol=0, err_msg=f"frame {i + 1}")
-        # and not those of the other stream (the test tells the two apart)
-        other = age_b if reported == "a" else age_a
-        if other:
-            ref = reference()
-            for past in frames[i + 1 - other: i + 1]:
-                not_want = ref.step(past)
-            assert not np.allclose(logits, not_want, atol=1e-5), f"frame {i + 1}"
+@pytest.mark.parametrize("old", ["capped", "windowed", "sliding"])
+def test_make_policy_unknown_names(model, old):
+    with pytest.raises(ValueError, match=f"unknown state policy '{old}'.*window, ema, cumulative"):
+        make_policy(old, model, window_frames=4, half_life_frames=2)
 
 
-def test_windowed_reset_restarts_the_schedule(tiny_model_path, solid):
-    a, b = StreamModel(tiny_model_path), StreamModel(tiny_model_path)
-    policy = WindowedPolicy(a, 4, second=b)
-    for _ in range(5):
-        policy.step(solid(RED))
-    policy.reset()
-    assert (a.frames, b.frames) == (0, 0)
-    ages = []
-    for _ in range(3):
-        policy.step(solid(GREEN))
-        ages.append((a.frames, b.frames))
-    assert ages == [(1, 0), (2, 0), (3, 1)]
+# --------------------------------------------------------------------------- the engine's feature
 
 
-def test_windowed_clones_the_second_stream(model):
-    policy = WindowedPolicy(model, 4)
-    first, second = policy.models
-    assert first is model
-    assert second is not model and second.path == model.path
-
-
-@pytest.mark.parametrize("window, expected", [(1, 2), (2, 2), (7, 7)])
-def test_windowed_window_is_at_least_two(model, window, expected):
-    assert WindowedPolicy(model, window).window == expected
-
-
-# --------------------------------------------------------------------------- make_policy
-
-
-@pytest.mark.parametrize("name, cls", [
-    ("cumulative", CumulativePolicy),
-    ("capped", CappedPolicy),
-    ("windowed", WindowedPolicy),
-])
-def test_make_policy_by_name(model, name, cls):
-    policy = make_policy(name, model, cap_frames=3, window_frames=6)
-    assert isinstance(policy, cls)
-    assert policy.name == name
-
-
-def test_make_policy_unknown_name(model):
-    with pytest.raises(ValueError, match="unknown state policy 'sliding'.*cumulative, capped, windowed"):
-        make_policy("sliding", model, 3, 6)
-
-
-def test_make_policy_capped_without_head_pool_falls_back_to_windowed(model, caplog):
-    model._head = None
-    with caplog.at_level(logging.WARNING, logger="edge.states"):
-        policy = make_policy("capped", model, cap_frames=3, window_frames=6)
-    assert isinstance(policy, WindowedPolicy)
-    assert policy.window == 6
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "edge.states"]
-    assert len(warnings) == 1
-    assert "windowed" in warnings[0].getMessage() and model.name in warnings[0].getMessage()
+def test_engine_feature_is_the_window_mean_the_head_scored(tiny_model_path, tiny_labels_path):
+    engine = Engine(ModelConfig(name=str(tiny_model_path), labels=str(tiny_labels_path), window_seconds=0.6))
+    rng = np.random.default_rng(4)
+    clip = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(9)]
+    expected = window_means(engine.clip_features(clip), 3)  # 0.6 s at 5 fps
+    for frame, want in zip(clip, expected):
+        logits = engine.step(frame)
+        assert engine.feature.dtype == np.float32
+        np.testing.assert_allclose(engine.feature, want, atol=1e-6)
+        np.testing.assert_allclose(logits[:4], 10 * want, atol=1e-5)
+    assert engine.split is True
