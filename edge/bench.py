@@ -68,8 +68,8 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
 
     from edge.capture.opencv import OpenCVSource
     from edge.config import Config, LogSinkConfig
-    from edge.daemon import Pipeline
     from edge.engine import Engine
+    from edge.pipeline import Pipeline
     from edge.sinks import build as build_sink
     from edge.sinks.base import SinkContext
 
@@ -96,8 +96,10 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
                     raise EdgeError(f"video file {video} has no decodable frames")
                 logits = engine.step(frame.pixels)
                 t2 = time.perf_counter()
-                pred = pipeline.predict(frame, logits)
+                pred, events = pipeline.predict(frame, logits)
                 t3 = time.perf_counter()
+                for ev in events:
+                    runner.submit_event(ev, pred)
                 runner.submit(pred)
                 t4 = time.perf_counter()
                 times = engine.times

@@ -505,7 +505,7 @@ def _learn_record(args: argparse.Namespace, cfg):
     import time
 
     from edge import learn
-    from edge.capture.base import SourceError, describe_spec, open_source
+    from edge.capture import SourceError, describe_spec, open_source
     from edge.service import find_status
     from edge.sinks.clip import safe_label, wall_stamp
 

@@ -26,7 +26,9 @@ import numpy as np
 
 from edge import config as config_mod
 from edge import sinks as sink_registry
-from edge.capture.base import Frame, FrameSource, SourceError, describe_spec, open_source
+from edge.capture import FrameSource, describe_spec, open_source
+from edge.capture.base import Frame
+from edge.capture.supervisor import CaptureStats, CaptureSupervisor, health_limit
 from edge.config import Config, LogSinkConfig
 from edge.engine import Engine
 from edge.errors import EdgeError
@@ -65,22 +67,17 @@ class Overrides:
 
 
 @dataclass
-class Stats:
+class Stats(CaptureStats):
+    """The capture thread's counts (CaptureStats) and the inference thread's."""
+
     started: float = field(default_factory=time.time)
     started_mono: float = field(default_factory=time.monotonic)
-    frames_in: int = 0
     inferences: int = 0
     sampled_out: int = 0  # frames the 5 fps sampler skipped (a faster source)
     overrun_drops: int = 0  # due frames skipped because inference ran late
-    reopens: int = 0
     resets: int = 0
-    last_frame_mono: float = 0.0
     last_infer_mono: float = 0.0
-    capture_beat: float = field(default_factory=time.monotonic)
     infer_beat: float = field(default_factory=time.monotonic)
-    source_state: str = "starting"
-    last_error: str = ""
-    in_times: deque = field(default_factory=lambda: deque(maxlen=64))
     infer_times: deque = field(default_factory=lambda: deque(maxlen=64))
     latency: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=300) for s in STAGES})
 
@@ -128,12 +125,9 @@ class Daemon:
         self._pending: Pipeline | None = None
         self._pending_lock = threading.Lock()
         self._reload_flag = threading.Event()
-        self._capture_stop = threading.Event()
-        self._capture_thread: threading.Thread | None = None
+        self.capture: CaptureSupervisor | None = None
         self._infer_thread: threading.Thread | None = None
-        self._seq = 0
         self._last: Prediction | None = None
-        self._frame_hw: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -144,7 +138,7 @@ class Daemon:
 
     def _build_sinks(self, cfg: Config, labels: list[str]) -> list[SinkRunner]:
         ctx = SinkContext(labels=labels, ring=self.ring, source_fps=lambda: getattr(self.source, "fps", 0.0) or 0.0,
-                          rules=[r.name for r in cfg.watch], frame_size=lambda: self._frame_hw,
+                          rules=[r.name for r in cfg.watch], frame_size=lambda: self.stats.frame_hw,
                           camera=lambda: getattr(self.source, "camera", None))
         return [sink_registry.build(sc, ctx) for sc in cfg.sinks]
 
@@ -158,34 +152,22 @@ class Daemon:
         """Open model, source and sinks; start the threads. Raises EdgeError on a setup mistake."""
         self.pipeline = Pipeline.build(self.cfg)
         self.source = self.source_factory(self.cfg)
-        try:
-            self.source.open()
-        except SourceError as err:  # a camera that is not there yet: keep trying in the capture thread
-            logger.warning("source %s not available yet (%s): retrying", self.source.name, err)
-            self.stats.source_state = "reconnecting"
-        self.ring = FrameRing(self._ring_capacity(self.cfg, self.source))
+        self.ring = FrameRing(self._ring_capacity(self.cfg, self.source), max_bytes=int(self.cfg.source.ring_mb * 2**20))
+        self.capture = CaptureSupervisor(self.ring, self.stats, self.stop_event)
+        self.capture.open(self.source)
         self.runners = self._build_sinks(self.cfg, self.pipeline.labels)
         for r in self.runners:
             r.start()
-        self._start_capture()
+        self._start_capture(self.cfg)
         self._infer_thread = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
         self._infer_thread.start()
 
-    def _start_capture(self) -> None:
-        self._capture_stop.clear()
-        self._capture_thread = threading.Thread(target=self._capture_loop, args=(self.source, self.ring),
-                                                name="capture", daemon=True)
-        self._capture_thread.start()
+    def _start_capture(self, cfg: Config) -> None:
+        self.capture.start(self.source, cfg.source)
 
     def _stop_capture(self, timeout: float = 2.0) -> None:
-        self._capture_stop.set()
-        if self._capture_thread is not None:
-            self._capture_thread.join(timeout)
-        if self.source is not None:
-            try:
-                self.source.close()
-            except Exception as err:  # closing a vanished camera may fail; nothing to save there
-                logger.debug("closing source: %s", err)
+        if self.capture is not None:
+            self.capture.stop(self.source, timeout)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -201,6 +183,8 @@ class Daemon:
         self.stop_event.set()
         self.notifier.stopping()
         self._stop_capture()
+        if self.capture is not None and self.capture.failed:
+            self.exit_code = 1
         if self.ring is not None:
             self.ring.close()
         if self._infer_thread is not None:
@@ -280,83 +264,13 @@ class Daemon:
         When frames are flowing, inferences must be completing too.
         """
         now = time.monotonic() if now is None else now
-        limit = max(3.0, 5.0 / self.cfg.model.fps)
+        limit = health_limit(self.cfg.model.fps)
         s = self.stats
         if now - s.capture_beat > limit or now - s.infer_beat > limit:
             return False
         if s.last_frame_mono and now - s.last_frame_mono < limit / 2 and self.ready.is_set():
             return now - s.last_infer_mono < limit
         return True
-
-    # ------------------------------------------------------------------ capture thread
-
-    def _capture_loop(self, source: FrameSource, ring: FrameRing) -> None:
-        stop = self._capture_stop
-        cfg = self.cfg.source
-        backoff = cfg.reopen_min_seconds
-        fast = not source.realtime
-        # a file (even one paced in real time) may show a still scene for minutes: only a live source can freeze
-        # RTSP encoders may repeat a frame bit for bit on a static scene; a camera sensor's noise never does
-        live = source.realtime and getattr(source, "kind", None) not in ("file", "rtsp")
-        last_sig: bytes | None = None
-        same_since = 0.0
-        need_open = self.stats.source_state == "reconnecting"
-        while not stop.is_set() and not self.stop_event.is_set():
-            self.stats.capture_beat = time.monotonic()
-            try:
-                if need_open:
-                    source.open()
-                    need_open = False
-                    backoff = cfg.reopen_min_seconds
-                    self.stats.reopens += 1
-                    logger.info("source %s reopened", source.name)
-                if fast:
-                    ring.wait_for_room(max(2, ring.capacity // 2), lambda: stop.is_set() or self.stop_event.is_set())
-                frame = source.read()
-                if frame is None:
-                    logger.info("source %s ended", source.name)
-                    ring.close()
-                    return
-                now = time.monotonic()
-                if live:  # frozen camera: identical frames for stall_seconds
-                    sig = frame.pixels[::16, ::16].tobytes()
-                    if sig == last_sig:
-                        if now - same_since > cfg.stall_seconds:
-                            raise SourceError(f"{source.name} delivers the same frame for {cfg.stall_seconds:.0f} s (frozen)")
-                    else:
-                        last_sig, same_since = sig, now
-                self._seq += 1
-                frame.seq = self._seq
-                frame.mono = now
-                self._frame_hw = frame.pixels.shape[:2]
-                ring.put(frame)
-                self.stats.frames_in += 1
-                self.stats.last_frame_mono = now
-                self.stats.in_times.append(now)
-                if self.stats.source_state != "ok":
-                    self.stats.source_state = "ok"
-            except SourceError as err:
-                self.stats.source_state = "reconnecting"
-                self.stats.last_error = str(err)
-                logger.warning("%s: reopening in %.0f s", err, backoff)
-                try:
-                    source.close()
-                except Exception:  # the device may already be gone
-                    pass
-                need_open = True
-                last_sig = None
-                deadline = time.monotonic() + backoff
-                while not stop.is_set() and not self.stop_event.is_set() and time.monotonic() < deadline:
-                    self.stats.capture_beat = time.monotonic()
-                    stop.wait(min(0.5, max(0.0, deadline - time.monotonic())))
-                backoff = min(backoff * 2, cfg.reopen_max_seconds)
-            except EdgeError as err:  # e.g. the file was deleted: cannot recover by waiting
-                self.stats.source_state = "failed"
-                self.stats.last_error = str(err)
-                logger.error("%s", err)
-                self.exit_code = 1
-                ring.close()
-                return
 
     # ------------------------------------------------------------------ inference thread
 
@@ -498,28 +412,21 @@ class Daemon:
         there: EdgeError) fails the reload and capture goes back to the old source; one that is
         merely not there yet (SourceError) is retried by the capture loop like a vanished camera."""
         self._stop_capture()
-        old_cfg, self.cfg = self.cfg, cfg  # the capture loop reads cfg.source
         try:
-            source.open()
-            self.stats.source_state = "ok"
-        except SourceError as err:
-            logger.warning("source %s not available yet (%s): retrying", source.name, err)
-            self.stats.source_state = "reconnecting"
+            self.capture.open(source)
         except EdgeError as err:
-            self.cfg = old_cfg
             self._reload_failed(err)
             try:
-                self.source.open()
-                self.stats.source_state = "ok"
-            except (SourceError, EdgeError) as again:
+                self.capture.open(self.source)
+            except EdgeError as again:
                 logger.warning("source %s not available yet (%s): retrying", self.source.name, again)
                 self.stats.source_state = "reconnecting"
-            self._start_capture()
+            self._start_capture(self.cfg)
             return False
         self.source = source
         self.ring.clear()
         self.ring.reopen()
-        self._start_capture()
+        self._start_capture(cfg)
         return True
 
     # ------------------------------------------------------------------ status

@@ -8,18 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.capture.fake import FakeSource, solid_frame  # noqa: F401  (FakeSource: for `from conftest import`)
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 REAL_MODEL = "movinet_a0_stream_int8.tflite"
 REAL_LABELS = "kinetics600_label_map.txt"
-
-
-def solid_frame(rgb: tuple[int, int, int], height: int = 8, width: int = 8) -> np.ndarray:
-    """A contiguous uint8 RGB frame of one colour."""
-    frame = np.empty((height, width, 3), np.uint8)
-    frame[...] = np.asarray(rgb, np.uint8)
-    return frame
 
 
 class ReferenceStream:
@@ -208,80 +203,6 @@ def recorder(plugin_sinks):
             return built[-1]
 
     return Handle()
-
-
-class FakeSource:
-    """A FrameSource for daemon tests, driven by ``items``: an iterable of ``(t, rgb)`` frames,
-    exceptions (raised from ``read``) and ``None`` (the end of a file).
-
-    When the items run out, ``at_end="end"`` returns None (a file ended) and ``at_end="block"``
-    waits like a camera with nothing to show until :meth:`abort` (then raises SourceError).
-    A realtime source waits ``interval`` seconds between frames (as a camera would; the wait
-    ends early on abort). ``opens``/``reads`` count calls; :meth:`wait_opens` and
-    :meth:`wait_reads` let a test wait for the capture thread without sleeping.
-    """
-
-    def __init__(self, items, *, realtime: bool = False, fps: float = 30.0, size: int = 8, name: str = "fake",
-                 interval: float = 0.0, at_end: str = "end") -> None:
-        import threading
-
-        self._items = iter(items)
-        self.realtime = realtime
-        self.fps = fps
-        self.size = size
-        self.name = name
-        self.interval = interval
-        self.at_end = at_end
-        self.opens = 0
-        self.closes = 0
-        self.reads = 0
-        self.open_errors: list[Exception] = []
-        self.aborted = threading.Event()
-        self._cond = threading.Condition()
-
-    def open(self) -> None:
-        with self._cond:
-            self.opens += 1
-            self._cond.notify_all()
-        if self.open_errors:
-            raise self.open_errors.pop(0)
-
-    def close(self) -> None:
-        self.closes += 1
-
-    def abort(self) -> None:
-        """Unblock a read that waits (test teardown)."""
-        self.aborted.set()
-
-    def wait_opens(self, n: int, timeout: float = 10.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.opens >= n, timeout)
-
-    def wait_reads(self, n: int, timeout: float = 10.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.reads >= n, timeout)
-
-    def read(self):
-        from edge.capture.base import Frame, SourceError
-
-        with self._cond:
-            self.reads += 1
-            seq = self.reads
-            self._cond.notify_all()
-        if self.realtime and self.interval and self.aborted.wait(self.interval):
-            raise SourceError(f"{self.name} aborted")
-        item = next(self._items, StopIteration)
-        if item is StopIteration:
-            if self.at_end == "block":
-                self.aborted.wait(60)
-                raise SourceError(f"{self.name} aborted")
-            return None
-        if item is None:
-            return None
-        if isinstance(item, BaseException):
-            raise item
-        t, rgb = item
-        return Frame(solid_frame(rgb, self.size, self.size), t, seq)
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, FakeSource
+from conftest import REPO
 
 from edge import cli
+from edge.capture.fake import FakeSource
 
 RED = (255, 0, 0)
 

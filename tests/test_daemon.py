@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, FakeSource
+from conftest import REPO
 
 from edge import config
 from edge.capture.base import SourceError
+from edge.capture.fake import FakeSource
 from edge.daemon import Daemon, Overrides
 from edge.service import Notifier
 
@@ -130,7 +131,7 @@ def test_an_overrun_infers_only_the_newest_due_frame(tiny_config, recorder):
 @pytest.mark.parametrize("gap, resets", [(3.0, 1), (0.2, 0)])
 def test_a_vanished_camera_is_reopened_and_the_state_reset_after_a_long_gap(tiny_config, recorder, tmp_path, caplog,
                                                                             gap, resets):
-    caplog.set_level(logging.INFO, logger="edge.daemon")
+    caplog.set_level(logging.INFO, logger="edge")  # the daemon's and its capture supervisor's lines
     before = list(red_frames(count=10))  # t = 0 .. 1.8
     after = list(red_frames(start=1.8 + gap, count=10))
     src = FakeSource(before + [SourceError("camera 0 vanished (unplugged?)")] + after,
@@ -142,7 +143,7 @@ def test_a_vanished_camera_is_reopened_and_the_state_reset_after_a_long_gap(tiny
     daemon = make_daemon(cfg, src)
     with running(daemon, src):
         assert recorder.sink.wait_for(lambda ps: ps and ps[-1].t >= after[-1][0] - 1e-6), "no predictions after the gap"
-        assert not daemon.finished.is_set() and daemon._capture_thread.is_alive()
+        assert not daemon.finished.is_set() and daemon.capture.alive
         assert daemon.healthy()
         snap = daemon.snapshot()
     assert daemon.exit_code == 0
@@ -168,7 +169,7 @@ def test_a_camera_that_is_absent_at_start_is_waited_for(tiny_config, recorder):
 
 
 def test_a_frozen_camera_is_reopened_after_stall_seconds(tiny_config, recorder, caplog):
-    caplog.set_level(logging.WARNING, logger="edge.daemon")
+    caplog.set_level(logging.WARNING, logger="edge")
     frozen = ((k * 0.2, RED) for k in itertools.count())  # identical pixels, time moving on
     src = FakeSource(frozen, realtime=True, fps=5, interval=0.01, at_end="block")
     daemon = make_daemon(tiny_config(source={"stall_seconds": 0.3, "reopen_min_seconds": 0.05}), src)
@@ -183,8 +184,8 @@ def test_a_frozen_camera_is_reopened_after_stall_seconds(tiny_config, recorder, 
 
 def test_a_paced_file_showing_a_still_scene_is_not_taken_for_a_frozen_camera(tiny_config, recorder):
     """Replaying a night-time incident: minutes of identical frames must not restart the file from its start."""
-    still = FakeSource(((k * 0.2, RED) for k in range(60)), realtime=True, fps=5, interval=0.01, name="file:still.mp4")
-    still.kind = "file"  # as OpenCVSource.file(..., paced=True)
+    still = FakeSource(((k * 0.2, RED) for k in range(60)), realtime=True, fps=5, interval=0.01, name="file:still.mp4",
+                       can_freeze=False)  # as OpenCVSource.file(..., paced=True)
     daemon = make_daemon(tiny_config(source={"stall_seconds": 0.2, "reopen_min_seconds": 0.05}), still)
     assert run_to_end(daemon) == 0  # 60 reads >= 0.6 s, three times stall_seconds
     assert still.opens == 1 and daemon.stats.reopens == 0
@@ -337,7 +338,7 @@ def test_reload_to_a_source_that_cannot_be_opened_keeps_the_old_one(tmp_path, ti
         assert daemon.source is good and daemon.cfg is old
         n = len(recorder.sink.predictions)
         assert recorder.sink.wait_for(lambda ps: len(ps) >= n + 3), "capture did not resume on the old source"
-        assert daemon._capture_thread.is_alive() and not daemon.finished.is_set()
+        assert daemon.capture.alive and not daemon.finished.is_set()
     assert good.opens == 2 and missing.opens == 1
 
 

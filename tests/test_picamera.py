@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edge.capture import picamera
-from edge.capture.base import SourceError, open_source
+from edge.capture import open_source
+from edge.capture.base import SourceError
 from edge.capture.picamera import PicameraSource, camera_present
 from edge.errors import EdgeError
 

@@ -113,6 +113,7 @@ class PacedCamera:
     name = "paced"
     fps = 20.0
     realtime = True
+    can_freeze = True
 
     def __init__(self, interval: float = 0.05, gate: threading.Event | None = None,
                  stall_after: int | None = None) -> None:

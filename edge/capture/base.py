@@ -1,32 +1,26 @@
-"""The FrameSource protocol and the factory that picks one from the config.
+"""The FrameSource protocol, the Frame it delivers and the errors it raises (the factory is edge.capture).
 
 A frame carries RGB uint8 pixels (channel order is fixed once, in the source), a
 capture timestamp in seconds since the source started (video time for files)
 and a sequence number. ``read()`` returns the next frame, ``None`` at the end of
 a file, and raises :class:`SourceError` when a camera stops delivering; the
-daemon then reopens it with backoff.
+capture supervisor (edge/capture/supervisor.py) then reopens it with backoff.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
-from edge.errors import EdgeError
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Frame:
     pixels: np.ndarray  # (H, W, 3) uint8 RGB
     t: float  # seconds since the source started (for files: the container's PTS)
-    seq: int
+    seq: int  # the source's own count; the capture supervisor keeps it, shifted only so it never goes back
     mono: float = 0.0  # time.monotonic() when the capture thread received it
 
 
@@ -38,16 +32,13 @@ class FrameSource(Protocol):
     name: str  # e.g. "file:clip.mp4", "v4l2:/dev/video0", "picamera2"
     fps: float  # nominal frame rate (0 if unknown)
     realtime: bool  # frames arrive in real time (cameras, paced files)
+    can_freeze: bool  # the same pixels for a while mean the device froze (a camera sensor; never a file or RTSP)
 
     def open(self) -> None: ...
 
     def read(self) -> Frame | None: ...
 
     def close(self) -> None: ...
-
-
-def _looks_like_url(spec: str) -> bool:
-    return "://" in spec
 
 
 _SECRET_KEYS = re.compile(r"(?i)([?&;](?:password|passwd|pwd|pass|token|key|secret|auth)[^=&;]*=)[^&;#]*")
@@ -87,59 +78,8 @@ def describe_spec(spec: str | None) -> str:
         return "auto"
     if spec == "picamera2":
         return "picamera2"
-    if _looks_like_url(spec):
+    if "://" in spec:
         return "rtsp"
     if spec.isdigit() or spec.startswith("/dev/video"):
         return "v4l2"
     return "file"
-
-
-def open_source(kind: str, spec: str | None, *, width: int = 640, height: int = 480, fps: float = 15.0,
-                loop: bool = False, paced: bool = True, timeout: float = 5.0) -> FrameSource:
-    """Build (not yet open) the configured source. ``auto`` probes picamera2, then V4L2.
-
-    Every kind delivers frames of at most ``width`` x ``height`` (aspect kept); ``timeout`` is how long
-    a stream's open or read may block before it counts as stalled."""
-    if kind == "auto" and spec not in (None, "auto"):
-        kind = describe_spec(spec)
-    if kind == "file":
-        if not spec:
-            raise EdgeError("source.kind is file but source.spec (the video path) is empty")
-        from edge.capture.opencv import OpenCVSource
-
-        return OpenCVSource.file(spec, loop=loop, paced=paced, width=width, height=height)
-    if kind == "rtsp":
-        if not spec:
-            raise EdgeError("source.kind is rtsp but source.spec (the URL) is empty")
-        from edge.capture.opencv import OpenCVSource
-
-        return OpenCVSource.stream(spec, width=width, height=height, timeout=timeout)
-    if kind == "v4l2":
-        from edge.capture.opencv import OpenCVSource
-
-        return OpenCVSource.device(spec or "0", width=width, height=height, fps=fps)
-    if kind == "picamera2":
-        from edge.capture.picamera import PicameraSource
-
-        return PicameraSource(width=width, height=height, fps=fps)
-    if kind == "auto":
-        return _auto(width, height, fps)
-    raise EdgeError(f"unknown source kind {kind!r} (known: auto, picamera2, v4l2, file, rtsp)")
-
-
-def _auto(width: int, height: int, fps: float) -> FrameSource:
-    tried = []
-    from edge.capture.picamera import PicameraSource, camera_present
-
-    present, why = camera_present()
-    if present:
-        return PicameraSource(width=width, height=height, fps=fps)
-    tried.append(f"picamera2 ({why})")
-    devices = sorted(Path("/dev").glob("video[0-9]*"), key=lambda p: int(p.name[5:]))
-    if devices:
-        from edge.capture.opencv import OpenCVSource
-
-        return OpenCVSource.device(str(devices[0]), width=width, height=height, fps=fps)
-    tried.append("v4l2 (no /dev/video* device)")
-    raise EdgeError("no camera found, tried: " + "; ".join(tried)
-                    + ": connect a camera, or set source.kind/spec (a file or an rtsp:// URL)")

@@ -62,6 +62,7 @@ class PicameraSource:
 
     name = "picamera2"
     realtime = True
+    can_freeze = True  # a sensor's noise never repeats a frame bit for bit: identical frames mean it froze
 
     def __init__(self, width: int = 640, height: int = 480, fps: float = 15.0, camera_num: int = 0,
                  timeout: float | None = None) -> None:
@@ -70,8 +71,8 @@ class PicameraSource:
         self.width, self.height = int(width), int(height)
         self.fps = float(fps)
         self.camera_num = camera_num
-        # seconds a read waits for a frame before the camera counts as gone: a few frame periods, and
-        # under the daemon's 3 s health limit so a hung libcamera does not look like a hung daemon
+        # seconds a read waits for a frame before the camera counts as gone: the factory passes
+        # edge.capture.supervisor.read_timeout(fps), which stays under the daemon's health limit
         self.timeout = timeout if timeout is not None else max(2.0, 4.0 / self.fps)
         self.camera: Any = None  # the Picamera2 object while open (the overlay sink's DRM preview may use it)
         self.config: Any = None
