@@ -336,7 +336,6 @@ program_stamp() {
     local digest
     digest="$(cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
     printf 'source sha256 %s\n' "$digest"
-    printf 'extras %s\n' "${WITH[*]}"
     printf 'python %s\n' "$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
     printf 'constraints %s\n' "${PIP_CONSTRAINTS[*]:+numpy<2}"
     printf 'tflite-runtime %s\n' "$FORCE_TFLITE"
@@ -346,6 +345,28 @@ venv_usable() {
     [[ -f "$VENV/pyvenv.cfg" ]] && grep -q '^include-system-site-packages = true' "$VENV/pyvenv.cfg" &&
         [[ "$("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)" == \
             "$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')" ]]
+}
+
+# --with notify on a venv that is otherwise up to date: add the extra's packages (Apprise) alone.
+# (Not part of the program stamp: dropping a notify sink must not rebuild the venv.)
+install_extras() {
+    local extra reqs
+    for extra in "${WITH[@]}"; do
+        if "$VENV/bin/python" -c 'import apprise' 2>/dev/null; then
+            continue # notify is the only extra so far: Apprise is its package
+        fi
+        mapfile -t reqs < <("$VENV/bin/python" - "$ROOT/pyproject.toml" "$extra" <<'PY'
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"][sys.argv[2]]))
+PY
+)
+        "$VENV/bin/python" -m pip install --quiet "${PIP_CONSTRAINTS[@]}" "${reqs[@]}" ||
+            die "could not install ${reqs[*]} (the $extra extra): see the pip output above"
+        changed "installed ${reqs[*]} into $VENV (--with $extra)"
+    done
 }
 
 install_program() {
@@ -368,6 +389,7 @@ install_program() {
         printf '%s\n' "$want" >"$STAMP"
         changed "installed edge $("$VENV/bin/python" -c 'import edge; print(edge.__version__)') into $VENV"
     fi
+    install_extras
     local target=/opt/edge/venv/bin/edge
     if [[ -L "$LINK" && "$(readlink "$LINK")" == "$target" ]]; then
         say "unchanged $LINK"

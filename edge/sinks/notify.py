@@ -35,14 +35,13 @@ import base64
 import hashlib
 import logging
 import math
-import os
 import socket
 import stat
 import tempfile
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -342,7 +341,6 @@ class _Incident:
     sent: bool
     peak: float
     at: Prediction | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class NotifySink(Sink):
