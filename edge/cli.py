@@ -83,12 +83,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="a0, a1, a2 (from models/), or a path to a stream .tflite (default a0)")
     p.add_argument("--labels", default=None, help="label file, one class a line, in logit order")
-    p.add_argument("--state-policy", choices=["cumulative", "capped", "windowed"], default=None,
-                   help="how the model forgets the past (default: capped)")
-    p.add_argument("--cap", type=int, default=None, metavar="N",
-                   help="capped policy: frames the head averages over (default from config)")
+    p.add_argument("--state-policy", default=None, metavar="window|ema|cumulative",
+                   help="how the model forgets the past: window (default), ema, or cumulative (never)")
     p.add_argument("--window", type=float, default=None, metavar="SECONDS",
-                   help="windowed policy: reset period in seconds (default from config)")
+                   help="window policy: seconds the answer averages over (default from config: 5)")
+    p.add_argument("--half-life", type=float, default=None, metavar="SECONDS",
+                   help="ema policy: seconds after which a frame counts half (default from config: 2)")
+    p.add_argument("--cap", type=int, default=None, help=argparse.SUPPRESS)  # removed: a clear error, not "unrecognized"
     p.add_argument("--preprocess", choices=["resize", "center-crop"], default=None,
                    help="how a frame is fitted to the model input")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default 1)")
@@ -118,8 +119,11 @@ def _engine_settings(args: argparse.Namespace):
     """The ``model:`` section of the default config, overridden by command-line flags."""
     from edge.config import ModelConfig
 
-    flags = {"name": "model", "labels": "labels", "state_policy": "state_policy", "cap_frames": "cap",
-             "window_seconds": "window", "preprocess": "preprocess", "threads": "threads", "ensemble": "ensemble"}
+    if getattr(args, "cap", None) is not None:
+        raise EdgeError("--cap was removed with the capped policy: use --state-policy window --window SECONDS "
+                        "(25 frames at 5 fps = --window 5)")
+    flags = {"name": "model", "labels": "labels", "state_policy": "state_policy", "window_seconds": "window",
+             "half_life_seconds": "half_life", "preprocess": "preprocess", "threads": "threads", "ensemble": "ensemble"}
     data = {key: getattr(args, attr) for key, attr in flags.items() if getattr(args, attr, None) is not None}
     if getattr(args, "head", None):  # a flag's path is the shell's (model.head in a config is under models/)
         data["head"] = str(Path(args.head).expanduser().resolve())
@@ -556,7 +560,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [add_run, add_classify, add_check_config, add_config, add_status, add_tail, add_bench, add_eval, add_models,
-            add_doctor, add_learn, add_notify]
+            add_doctor, add_notify, add_learn]
 
 
 def build_parser() -> argparse.ArgumentParser:

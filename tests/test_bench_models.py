@@ -47,9 +47,9 @@ def test_all_models_recommends_the_largest_under_the_limit(store, video):
     result = bench.run_all_models(ModelConfig(), video, frames=12, limit=1.0)
     assert [m["name"] for m in result["models"]] == ["t0", "t1"]  # installed ones, manifest order
     assert result["recommended"] == "t1"
-    assert result["limit"] == 1.0 and result["fps"] == 5.0 and result["state_policy"] == "capped"
+    assert result["limit"] == 1.0 and result["fps"] == 5.0 and result["state_policy"] == "window"
     for m in result["models"]:
-        assert m["input"] == [8, 8] and m["policy_cost"] == 1.0
+        assert m["input"] == [8, 8] and m["split"] is True
         assert m["frame_ms"] > 0 and m["budget_share"] == pytest.approx(m["frame_ms"] * 5 / 1000, abs=1e-4)
 
 
@@ -59,11 +59,11 @@ def test_nothing_recommended_when_nothing_fits(store, video):
     assert bench.recommendation_text(result).startswith("none: even t0 uses")
 
 
-def test_windowed_policy_doubles_the_model_part(store, video):
-    result = bench.run_all_models(ModelConfig(state_policy="windowed"), video, frames=12, limit=1.0)
+def test_each_model_is_timed_with_the_configured_policy(store, video):
+    result = bench.run_all_models(ModelConfig(state_policy="ema"), video, frames=12, limit=1.0)
+    assert result["state_policy"] == "ema"
     for m in result["models"]:
-        assert m["policy_cost"] == 2.0
-        assert m["frame_ms"] > m["stream_ms"] * 2 - 1e-3
+        assert m["frame_ms"] >= m["stream_ms"] > 0
 
 
 def test_cli_saves_the_result_where_doctor_finds_it(store, video, tmp_path, capsys):
@@ -94,7 +94,7 @@ def test_state_directory_wins(monkeypatch, tmp_path):
 
 def saved(recommended="a1", board="Raspberry Pi 5 Model B Rev 1.0", names=("a0", "a1")) -> dict:
     shares = {"a0": 0.12, "a1": 0.31, "a2": 0.74}
-    return {"created": "2025-01-02T03:04:05+00:00", "board": board, "fps": 5.0, "state_policy": "capped",
+    return {"created": "2025-01-02T03:04:05+00:00", "board": board, "fps": 5.0, "state_policy": "window",
             "limit": 0.5, "recommended": recommended,
             "models": [{"name": n, "budget_share": shares[n]} for n in names]}
 
@@ -114,7 +114,7 @@ def test_doctor_without_a_saved_result_says_how_to_get_one(monkeypatch, tmp_path
 def test_doctor_shows_the_recommendation():
     check = doctor.check_model_choice(saved(), "/var/lib/edge/bench.json", board=PI5, installed=["a0", "a1"])
     assert check.status == "ok"
-    assert check.detail == ("a1 recommended: a0 12 %, a1 31 % of the 5 fps budget with 1 thread, capped policy "
+    assert check.detail == ("a1 recommended: a0 12 %, a1 31 % of the 5 fps budget with 1 thread, window policy "
                             "(bench of 2025-01-02, /var/lib/edge/bench.json)")
 
 
