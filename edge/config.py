@@ -118,7 +118,7 @@ class SourceConfig(Section):
 
 
 class SmoothingConfig(Section):
-    method: Literal["ema", "window", "none"] = Field("ema", description="ema: exponential moving average; window: mean of the last `window` predictions")
+    method: Literal["ema", "window", "none"] = Field("none", description="none: the model's answer as is (its state policy already averages the last seconds; more smoothing only adds lag, see benchmarks/events.py); ema: exponential moving average; window: mean of the last `window` predictions")
     alpha: float = Field(0.4, gt=0, le=1, description="ema: weight of the newest prediction")
     window: int = Field(5, ge=1, le=300, description="window: predictions averaged")
 
@@ -126,8 +126,8 @@ class SmoothingConfig(Section):
 class WatchRule(Section):
     name: str = Field(..., min_length=1, description="the event's name in logs, overlays and sink configs")
     labels: list[str] = Field(..., min_length=1, description="model labels whose smoothed scores are summed into this rule's score")
-    enter: float = Field(0.5, gt=0, le=1, description="score at or above which the event starts")
-    exit: float = Field(0.3, ge=0, le=1, description="score below which the event ends (hysteresis; <= enter)")
+    enter: float = Field(0.3, gt=0, le=1, description="score at or above which the event starts (0.3: events start within 3 s on benchmarks/events.py, no false event)")
+    exit: float = Field(0.2, ge=0, le=1, description="score below which the event ends (hysteresis; <= enter)")
     min_duration: float = Field(0.0, ge=0, le=3600, description="seconds the score must stay above enter before the event starts")
     cooldown: float = Field(0.0, ge=0, le=86400, description="seconds after an event ends before the same rule can start again")
 

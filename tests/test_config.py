@@ -102,7 +102,7 @@ BROKEN = [
     (setkey("watch", 0, "enter", value=1.5), ["watch[0].enter", "less than or equal to 1"]),
     (setkey("watch", 0, "labels", value=[]), ["watch[0].labels", "at least 1 item"]),
     (delkey("watch", 0, "name"), ["watch[0].name", "required"]),
-    (setkey("watch", 0, "exit", value=0.6), ["watch[0]", "exit (0.6) must be <= enter (0.5)"]),
+    (setkey("watch", 0, "exit", value=0.6), ["watch[0]", "exit (0.6) must be <= enter (0.3)"]),
     (setkey("sinks", 1, "rule", value="sleep"), ["sinks[1]", "unknown watch rule 'sleep'", "rules: cook"]),
     (setkey("sinks", value={"type": "log"}), ["sinks", "valid list"]),
 ]

@@ -121,7 +121,7 @@ def test_smoother_shape_change_needs_reset(method):
 def test_smoother_from_config():
     smoother = Smoother.from_config(SmoothingConfig(method="window", window=4, alpha=0.9))
     assert (smoother.method, smoother.window, smoother.alpha) == ("window", 4, 0.9)
-    assert Smoother.from_config(SmoothingConfig()).method == "ema"
+    assert Smoother.from_config(SmoothingConfig()).method == "none"  # the state policy already averages
 
 
 @pytest.mark.parametrize(("args", "message"), [
