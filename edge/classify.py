@@ -9,52 +9,42 @@ from edge.capture.opencv import OpenCVSource
 from edge.config import ModelConfig
 from edge.engine import Engine
 from edge.errors import EdgeError
-from edge.learn import load_learned
-from edge.model import softmax
-from edge.prediction import ranked
-from edge.sampler import FrameSampler
+from edge.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
 
 def classify_file(video: str, cfg: ModelConfig, top: int = 5, every: float | None = None,
                   engine: Engine | None = None) -> dict:
-    """Run a file through the engine; the final top-k and a timeline of the running top-1."""
+    """Run a file through the pipeline the daemon runs (no smoothing, no rules); the final top-k and a
+    timeline of the running top-1. The learned classes of model.head / --head are labels too."""
     if top < 1 or (every is not None and every <= 0):
         raise ValueError("top must be >= 1 and every > 0")
-    engine = engine or Engine(cfg)
-    engine.reset()
-    learned = load_learned(cfg, engine)  # model.head / --head: the learned classes are labels too
-    labels = learned.labels if learned is not None else engine.labels
-
-    def scores(logits):
-        probs = softmax(logits)
-        return learned.apply(probs, engine.feature) if learned is not None else probs
-
+    pipeline = Pipeline.for_model(cfg, engine, top=top)
+    pipeline.reset()
     src = OpenCVSource.file(video, paced=False)
     frames = 0
     timeline = []
     next_mark = every if every else None
-    logits = None
+    pred = None
     with src:
-        for frame in src.sampled(FrameSampler(engine.fps).accept):
-            logits = engine.step(frame.pixels)
+        for frame in src.sampled(pipeline.sampler.accept):
+            pred, _ = pipeline.step(frame)
             frames += 1
             if next_mark is not None and frame.t + 1e-6 >= next_mark:
-                best = ranked(labels, scores(logits), 1)[0]
-                timeline.append({"t": round(frame.t, 2), **best.as_dict()})
+                timeline.append({"t": round(frame.t, 2), **pred.top[0].as_dict()})
                 while next_mark <= frame.t + 1e-6:
                     next_mark += every
-    if logits is None:
+    if pred is None:
         raise EdgeError(f"video file {video} has no decodable frames")
-    probs = scores(logits)
     return {
         "video": str(video),
-        "model": engine.describe(),
+        "model": pipeline.engine.describe(),
         "frames": frames,
-        "top": [s.as_dict() for s in ranked(labels, probs, top)],
+        "top": [s.as_dict() for s in pred.top[:top]],
         "timeline": timeline,
-        "warnings": clip_warnings(frames, frame.t, src.duration, engine.fps, getattr(cfg, "window_seconds", 5.0)),
+        "warnings": clip_warnings(frames, frame.t, src.duration, pipeline.engine.fps,
+                                  getattr(cfg, "window_seconds", 5.0)),
     }
 
 

@@ -22,7 +22,7 @@ from edge.smoothing import Event, RuleTracker, Smoother
 
 if TYPE_CHECKING:
     from edge.capture.base import Frame
-    from edge.config import Config
+    from edge.config import Config, ModelConfig
     from edge.engine import Engine
     from edge.learn import LearnedLabels
 
@@ -42,18 +42,27 @@ class Pipeline:
 
     @classmethod
     def build(cls, cfg: Config, engine: Engine | None = None) -> Pipeline:
+        """The daemon's pipeline: the model, smoothing and watch rules of ``cfg``."""
+        top = max([3] + [s.top for s in cfg.sinks if isinstance(getattr(s, "top", None), int)])
+        return cls._make(cfg.model, engine, Smoother.from_config(cfg.smoothing), cfg.watch, top)
+
+    @classmethod
+    def for_model(cls, cfg: ModelConfig, engine: Engine | None = None, top: int = 5) -> Pipeline:
+        """A file's pipeline (classify, eval): the raw probabilities, no smoothing, no watch rules."""
+        return cls._make(cfg, engine, Smoother("none"), [], top)
+
+    @classmethod
+    def _make(cls, cfg: ModelConfig, engine: Engine | None, smoother: Smoother, watch: list, top: int) -> Pipeline:
         if engine is None:
             from edge.engine import Engine
 
-            engine = Engine(cfg.model)
-        top = max([3] + [s.top for s in cfg.sinks if isinstance(getattr(s, "top", None), int)])
+            engine = Engine(cfg)
         from edge.learn import load_learned
 
-        learned = load_learned(cfg.model, engine)
+        learned = load_learned(cfg, engine)
         labels = learned.labels if learned is not None else engine.labels
-        return cls(engine=engine, smoother=Smoother.from_config(cfg.smoothing),
-                   tracker=RuleTracker(cfg.watch, labels), sampler=FrameSampler(cfg.model.fps), top=top,
-                   learned=learned)
+        return cls(engine=engine, smoother=smoother, tracker=RuleTracker(watch, labels),
+                   sampler=FrameSampler(cfg.fps), top=top, learned=learned)
 
     @property
     def labels(self) -> list[str]:
