@@ -28,6 +28,7 @@ from edge import config as config_mod
 from edge import sinks as sink_registry
 from edge.capture import FrameSource, describe_spec, open_source
 from edge.capture.base import Frame
+from edge.capture.picamera import PicameraSource
 from edge.capture.supervisor import CaptureStats, CaptureSupervisor, health_limit
 from edge.config import Config, LogSinkConfig
 from edge.engine import Engine
@@ -103,7 +104,9 @@ class Stats(CaptureStats):
 
 
 class Daemon:
-    WAIT_FOR_SOURCE = 30.0  # seconds without a source before READY=1 is sent anyway (systemd's start timeout is 90)
+    # seconds without a source before READY=1 is sent anyway: well under the unit's TimeoutStartSec
+    # (systemd/edge.service; tests/test_structure.py checks the two together)
+    WAIT_FOR_SOURCE = 30.0
     def __init__(self, cfg: Config, overrides: Overrides | None = None, config_path: str | os.PathLike[str] | None = None,
                  notifier: Notifier | None = None, source_factory: Callable[[Config], FrameSource] | None = None) -> None:
         self.overrides = overrides or Overrides()
@@ -139,8 +142,12 @@ class Daemon:
     def _build_sinks(self, cfg: Config, labels: list[str]) -> list[SinkRunner]:
         ctx = SinkContext(labels=labels, ring=self.ring, source_fps=lambda: getattr(self.source, "fps", 0.0) or 0.0,
                           rules=[r.name for r in cfg.watch], frame_size=lambda: self.stats.frame_hw,
-                          camera=lambda: getattr(self.source, "camera", None))
+                          camera=self._camera)
         return [sink_registry.build(sc, ctx) for sc in cfg.sinks]
+
+    def _camera(self) -> Any:
+        """The open picamera2 camera (the overlay's DRM preview draws on it), or None for any other source."""
+        return self.source.camera if isinstance(self.source, PicameraSource) else None
 
     def _ring_capacity(self, cfg: Config, source: FrameSource) -> int:
         fps = source.fps if source.fps and source.fps > 0 else cfg.source.fps

@@ -270,7 +270,7 @@ def test_snapshot_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
 
 def test_auto_picks_fbdev_when_the_framebuffer_is_writable(tmp_path):
     device, sysfs = fake_fb(tmp_path, 64, 48, 32)
-    display, why = pick_display(cfg(fb_device=str(device)), camera=None, sysfs_dir=sysfs)
+    display, why = pick_display(cfg(fb_device=str(device)), camera=lambda: None, sysfs_dir=sysfs)
     assert isinstance(display, FbdevDisplay) and "writable" in why and "no picamera2 camera" in why
     display.close()
 
@@ -326,7 +326,8 @@ def test_auto_picks_drm_when_a_camera_is_open(tmp_path, fake_picamera2):
 
 def test_auto_falls_through_when_drm_fails(tmp_path, fake_picamera2):
     device, sysfs = fake_fb(tmp_path, 64, 48, 32)
-    display, why = pick_display(cfg(fb_device=str(device)), camera=FakeCamera(fail_start=True), sysfs_dir=sysfs)
+    broken = FakeCamera(fail_start=True)
+    display, why = pick_display(cfg(fb_device=str(device)), camera=lambda: broken, sysfs_dir=sysfs)
     assert isinstance(display, FbdevDisplay) and "drm failed" in why
     display.close()
 

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The open picamera2.Picamera2 (for the overlay's DRM preview), or None: always called, never guessed,
+# because the capture supervisor may reopen the camera (a new object) at any time.
+CameraRef = Callable[[], Any]
+
 
 @dataclass
 class SinkContext:
@@ -43,7 +47,7 @@ class SinkContext:
     source_fps: Callable[[], float] = lambda: 0.0
     rules: list[str] = field(default_factory=list)
     frame_size: Callable[[], tuple[int, int] | None] = lambda: None  # (h, w) of the source frames
-    camera: Callable[[], Any] = lambda: None  # the open picamera2.Picamera2 (it changes when the source reopens), for the drm display
+    camera: CameraRef = lambda: None  # the open picamera2.Picamera2 or None (see CameraRef)
 
     @staticmethod
     def state_path(path: str) -> Path:

@@ -29,13 +29,16 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import cv2
 import numpy as np
 
 from edge.atomic import write_bytes_atomic
 from edge.errors import EdgeError
+
+if TYPE_CHECKING:
+    from edge.sinks.base import CameraRef
 
 logger = logging.getLogger(__name__)
 
@@ -292,7 +295,7 @@ class DrmDisplay(NullDisplay):
     name = "drm"
     layer = True
 
-    def __init__(self, camera: Any, interval: float = 0.1, screen_hw: tuple[int, int] | None = None,
+    def __init__(self, camera: CameraRef, interval: float = 0.1, screen_hw: tuple[int, int] | None = None,
                  max_width: int = 960) -> None:
         super().__init__(interval)
         self._camera_ref = camera
@@ -301,8 +304,7 @@ class DrmDisplay(NullDisplay):
         self._camera: Any = None  # the camera whose preview we started
 
     def current_camera(self) -> Any:
-        ref = self._camera_ref
-        return ref() if callable(ref) and not hasattr(ref, "set_overlay") else ref
+        return self._camera_ref()
 
     def open(self) -> None:
         cam = self.current_camera()
@@ -366,19 +368,19 @@ class DrmDisplay(NullDisplay):
 # --------------------------------------------------------------------------- choosing one
 
 
-def pick_display(cfg: Any, camera: Any = None, *, sysfs_dir: str | os.PathLike | None = None,
+def pick_display(cfg: Any, camera: CameraRef = lambda: None, *, sysfs_dir: str | os.PathLike | None = None,
                  state_path: Callable[[str], Path] | None = None) -> tuple[NullDisplay, str]:
     """An opened display for ``cfg.display`` and why it was chosen.
 
     ``auto``: drm when a picamera2 camera is available, else fbdev when
     ``cfg.fb_device`` exists and is writable, else snapshot; a display that
     fails to open falls through to the next. An explicit choice is opened or
-    raises. ``camera`` is the Picamera2 object or a callable returning it.
+    raises. ``camera`` returns the open Picamera2 object, or None.
     """
     interval = 1.0 / cfg.max_fps
     sysfs = Path(sysfs_dir) if sysfs_dir is not None else fb_sysfs_dir(cfg.fb_device)
     resolve = state_path or (lambda p: Path(p))
-    cam = camera() if callable(camera) and not hasattr(camera, "set_overlay") else camera
+    cam = camera()
 
     def drm() -> DrmDisplay:
         screen = None

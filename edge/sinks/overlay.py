@@ -225,8 +225,7 @@ class OverlaySink(Sink):
 
     def camera(self) -> Any:
         """The picamera2 camera open now (looked up on every call: the source may reopen it), or None."""
-        ref = getattr(self.ctx, "camera", None)
-        return ref() if callable(ref) and not hasattr(ref, "set_overlay") else ref
+        return self.ctx.camera()
 
     def emit(self, p: Prediction) -> None:
         with self._lock:
