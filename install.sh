@@ -430,7 +430,7 @@ system_models() {
         say "skipping the models (--no-models)"
         return 0
     fi
-    local args=(models fetch a0) out line
+    local args=(models fetch a0 demo) out line  # demo: the clip `edge run --demo` plays (Apache-2.0, 123 KB)
     if [[ -n "$MODELS_FROM" ]]; then
         args+=(--from "$MODELS_FROM")
     fi
@@ -840,7 +840,7 @@ install_models() {
         say "skipping the models (--no-models)"
         return 0
     fi
-    local args=(models fetch a0)
+    local args=(models fetch a0 demo)  # demo: the clip `edge run --demo` plays (Apache-2.0, 123 KB)
     if [[ -n "$MODELS_FROM" ]]; then
         say "installing the A0 model from $MODELS_FROM"
         args+=(--from "$MODELS_FROM")

@@ -183,6 +183,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true", help="file sources: as fast as the pipeline takes frames, not real time")
     p.add_argument("--log", default=None, metavar="PATH", help="write the JSONL log here (handy for a dry run)")
     p.add_argument("--head", default=None, metavar="FILE", help="learned classes (edge learn): a head file (model.head)")
+    p.add_argument("--demo", action="store_true",
+                   help="play the demo clip in a loop (what an interactive run does when no camera is found)")
     p.set_defaults(func=cmd_run)
 
 
@@ -193,7 +195,7 @@ def _config_file(path: str | None):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge import config
+    from edge import config, demo
     from edge.daemon import Daemon, Overrides
 
     path = _config_file(args.config)
@@ -202,8 +204,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         logger.warning("no config file at %s: running with the defaults", path)
         cfg, path = config.Config(), None
-    daemon = Daemon(cfg, Overrides(source=args.source, fast=args.fast, log=args.log, head=args.head), config_path=path)
+    overrides = Overrides(source=args.source, fast=args.fast, log=args.log, head=args.head)
+    if args.demo or (not args.source and demo.interactive() and _no_camera(overrides.apply(cfg))):
+        return demo.run(cfg, path, Overrides(head=args.head))
+    daemon = Daemon(cfg, overrides, config_path=path)
     return daemon.run()
+
+
+def _no_camera(cfg) -> bool:
+    """An interactive run that would end at once with "no camera found" plays the demo clip instead."""
+    from edge import demo
+
+    why = demo.no_camera(cfg)
+    if why is not None:
+        logger.warning("%s; playing the demo clip instead (edge run --demo; the service waits for its camera)", why)
+    return why is not None
 
 
 def add_check_config(sub: argparse._SubParsersAction) -> None:

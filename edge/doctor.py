@@ -248,7 +248,7 @@ def check_models(rows: list | None = None, directory: str | None = None) -> list
     for row in rows:
         if not row.installed:
             continue
-        what = f"{'model' if row.kind == 'model' else 'labels'} {row.name}"
+        what = f"{row.kind} {row.name}"
         detail = f"{row.file}, {models.STATUS_TEXT[row.status]}"
         if row.status == "mismatch":
             checks.append(Check(FAIL, what, f"{detail}: the file is corrupt or was replaced",

@@ -57,6 +57,7 @@ ARCHIVES = ("tar.gz", "none")
 CHUNK = 1 << 16
 
 _PACKAGE_MANIFEST = Path(__file__).with_name("manifest.json")
+SECTIONS = {"model": "models", "labels": "labels", "clip": "clips"}  # entry kind -> manifest section
 
 
 # --------------------------------------------------------------------------- manifest
@@ -67,7 +68,7 @@ class Entry:
     """One file the store knows how to fetch: a model or a label file."""
 
     name: str
-    kind: str  # "model" or "labels"
+    kind: str  # "model", "labels" or "clip" (the demo clip `edge run --demo` plays)
     url: str
     archive: str  # "tar.gz" (holding 1.tflite) or "none"
     file: str  # installed file name in the model folder
@@ -96,7 +97,8 @@ class Manifest:
             raise EdgeError(f"unknown model {name!r}: choose from {', '.join(self.choices())}") from None
 
     def choices(self) -> list[str]:
-        return [*(e.name for e in self.models), "labels", "all"]
+        return [*(e.name for e in self.models), "labels", *(e.name for e in self.entries.values() if e.kind == "clip"),
+                "all"]
 
     def expand(self, names: Iterable[str]) -> list[Entry]:
         """Entries for command-line names: ``all``, ``labels`` (every label file) or entry names.
@@ -129,7 +131,7 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
     except (OSError, ValueError) as err:
         raise EdgeError(f"cannot read model manifest {path}: {err}") from None
     entries: dict[str, Entry] = {}
-    for kind, section in (("model", "models"), ("labels", "labels")):
+    for kind, section in (("model", "models"), ("labels", "labels"), ("clip", "clips")):
         items = data.get(section, {}) if isinstance(data, dict) else None
         if not isinstance(items, dict):
             raise EdgeError(f"model manifest {path}: {section!r} must be an object of name -> entry")
@@ -145,7 +147,7 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
 
 
 def _entry(path: Path, kind: str, name: str, raw: object) -> Entry:
-    where = f"model manifest {path}: {'models' if kind == 'model' else 'labels'}.{name}"
+    where = f"model manifest {path}: {SECTIONS[kind]}.{name}"
     if not isinstance(raw, dict):
         raise EdgeError(f"{where} must be an object")
     for key in ("url", "archive", "file"):
