@@ -28,6 +28,7 @@ from edge import config as config_mod
 from edge import sinks as sink_registry
 from edge.capture import FrameSource, describe_spec, open_source
 from edge.capture.base import Frame
+from edge.capture.auto import AutoSource
 from edge.capture.picamera import PicameraSource
 from edge.capture.supervisor import CaptureStats, CaptureSupervisor, health_limit
 from edge.config import Config, LogSinkConfig
@@ -147,7 +148,7 @@ class Daemon:
 
     def _camera(self) -> Any:
         """The open picamera2 camera (the overlay's DRM preview draws on it), or None for any other source."""
-        return self.source.camera if isinstance(self.source, PicameraSource) else None
+        return self.source.camera if isinstance(self.source, (PicameraSource, AutoSource)) else None
 
     def _ring_capacity(self, cfg: Config, source: FrameSource) -> int:
         fps = source.fps if source.fps and source.fps > 0 else cfg.source.fps

@@ -62,13 +62,16 @@ def no_camera(cfg: Config) -> str | None:
     """Why no camera would be found for ``cfg`` (source kind auto), or None when one is there (or not asked for)."""
     if cfg.source.kind != "auto" or cfg.source.spec not in (None, "auto"):
         return None
-    from edge.capture import open_source
+    from edge.capture.auto import default_probes
 
-    try:
-        open_source("auto", None, width=cfg.source.width, height=cfg.source.height, fps=cfg.source.fps)
-    except EdgeError as err:
-        return str(err)
-    return None
+    s = cfg.source
+    tried = []
+    for probe in default_probes():  # what AutoSource.open would try, without opening the camera
+        found = probe(s.width, s.height, s.fps)
+        if not isinstance(found, str):
+            return None
+        tried.append(found)
+    return "no camera found, tried: " + "; ".join(tried)
 
 
 def demo_config(cfg: Config, folder: Path) -> Config:
