@@ -451,17 +451,6 @@ def _device_access(what: str, paths: list[Path], who: Account, note: str, groups
     return Check(bad_status, what, detail, _permission_fix(bad[0], st, who, groups))
 
 
-def _camera_facts(dev: str, sysfs: str) -> list[tuple[str, str]]:
-    out = []
-    for path in sorted(Path(dev).glob("video[0-9]*"), key=lambda p: int(p.name[5:] or 0)):
-        try:
-            name = (Path(sysfs) / path.name / "name").read_text(encoding="utf-8", errors="replace").strip()
-        except OSError:
-            name = ""
-        out.append((str(path), name))
-    return out
-
-
 def _picamera_present() -> tuple[bool, str]:
     try:
         from edge.capture.picamera import camera_present
@@ -481,7 +470,10 @@ def check_camera(cfg=None, present: tuple[bool, str] | None = None, devices: lis
         kind = describe_spec(spec)
     if kind in ("file", "rtsp"):
         return Check(OK, "camera", f"not needed: the source is {kind} {redact(spec)}")
-    devices = devices if devices is not None else _camera_facts(dev, sysfs)
+    if devices is None:
+        from edge.capture.auto import v4l2_devices  # the list AutoSource picks a camera from
+
+        devices = v4l2_devices(dev, sysfs)
     if kind == "v4l2":
         want = spec or "0"
         want = f"{dev}/video{want}" if want.isdigit() else want

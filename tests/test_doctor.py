@@ -169,7 +169,7 @@ def test_cli_json(capsys, tmp_path, monkeypatch):
     code = main(["doctor", "--json"])
     checks = json.loads(capsys.readouterr().out)
     assert {"status", "what", "detail", "fix"} <= set(checks[0])
-    assert [c["what"] for c in checks[:5]] == ["python", "platform", "interpreter", "numpy", "opencv"]
+    assert [c["what"] for c in checks[:6]] == ["python", "platform", "interpreter", "runtime", "numpy", "opencv"]
     assert code == (1 if any(c["status"] == FAIL for c in checks) else 0)
 
 
@@ -238,7 +238,9 @@ def test_camera_reads_device_names_from_sysfs(tmp_path):
     for name, label in (("video0", "USB Camera"), ("video10", "bcm2835-codec-decode")):
         (tmp_path / "sys" / name).mkdir(parents=True)
         (tmp_path / "sys" / name / "name").write_text(label + "\n")
-    assert doctor._camera_facts(str(dev), str(tmp_path / "sys")) == [
+    from edge.capture.auto import v4l2_devices  # what doctor lists (the list AutoSource picks from)
+
+    assert v4l2_devices(str(dev), str(tmp_path / "sys")) == [
         (f"{dev}/video0", "USB Camera"), (f"{dev}/video2", ""), (f"{dev}/video10", "bcm2835-codec-decode")]
 
 
