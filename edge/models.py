@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from edge import __version__
+from edge.atomic import commit
 from edge.errors import EdgeError
 
 logger = logging.getLogger(__name__)
@@ -474,15 +475,8 @@ def _temp_file(folder: Path, name: str, suffix: str = ".part"):
 
 
 def _commit(tmp: Path, target: Path) -> None:
-    """Move a finished temporary file into place, atomically; readable by the service user."""
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
-    with contextlib.suppress(OSError):  # make the rename itself durable (SD cards, power cuts)
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """Move a finished temporary file into place, atomically and durably; readable by the service user."""
+    commit(tmp, target, 0o644, durable=True)
 
 
 def _write_error(folder: Path, name: str, err: OSError) -> EdgeError:
