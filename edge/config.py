@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import (
@@ -25,8 +25,6 @@ from pydantic import (
 )
 
 from edge.errors import EdgeError
-
-BUILTIN_SINKS = ("log", "overlay", "gpio", "clip", "notify")
 
 
 class Section(BaseModel):
@@ -152,6 +150,7 @@ class SinkBase(Section):
 
 class LogSinkConfig(SinkBase):
     type: Literal["log"] = "log"
+    implementation: ClassVar[str] = "edge.sinks.log:LogSink"  # the Sink class, imported on first use (edge.sinks)
     path: str = Field("edge.jsonl", description="JSONL file; relative paths are under $LOGS_DIRECTORY (systemd) or the current folder")
     prediction_every: float = Field(1.0, ge=0, le=3600, description="seconds between prediction lines (0 = every prediction); events are always written")
     top: int = Field(3, ge=1, le=20, description="labels per prediction line")
@@ -163,6 +162,7 @@ class LogSinkConfig(SinkBase):
 
 class OverlaySinkConfig(SinkBase):
     type: Literal["overlay"] = "overlay"
+    implementation: ClassVar[str] = "edge.sinks.overlay:OverlaySink"
     display: Literal["auto", "drm", "fbdev", "snapshot"] = Field(
         "auto", description="drm: picamera2 preview overlay; fbdev: write to a framebuffer; snapshot: JPEG every snapshot_every s; auto: drm if a picamera2 camera is open, else fbdev if fb_device is writable, else snapshot")
     fb_device: str = Field("/dev/fb0", description="fbdev: the framebuffer device")
@@ -176,6 +176,7 @@ class OverlaySinkConfig(SinkBase):
 
 class GpioSinkConfig(SinkBase):
     type: Literal["gpio"] = "gpio"
+    implementation: ClassVar[str] = "edge.sinks.gpio:GpioSink"
     pin: int = Field(..., ge=0, le=27, description="BCM pin number")
     rule: str = Field(..., description="the watch rule that drives this pin")
     device: Literal["output", "led", "buzzer"] = Field("output", description="gpiozero device class: output = DigitalOutputDevice (an OutputDevice that can blink, for a relay or transistor), LED or Buzzer")
@@ -193,6 +194,7 @@ class GpioSinkConfig(SinkBase):
 
 class ClipSinkConfig(SinkBase):
     type: Literal["clip"] = "clip"
+    implementation: ClassVar[str] = "edge.sinks.clip:ClipSink"
     dir: str = Field("clips", description="folder for MP4 clips; relative paths are under $STATE_DIRECTORY or the current folder")
     rules: list[str] = Field(default_factory=list, description="rules that save clips (empty = all)")
     pre_seconds: float = Field(3.0, ge=0, le=60, description="seconds before the event start (from the ring; <= source.ring_seconds)")
@@ -216,6 +218,7 @@ class NotifySinkConfig(SinkBase):
     """Messages to a person through Apprise (ntfy, Telegram, e-mail, webhooks, ...); see docs/notify.md."""
 
     type: Literal["notify"] = "notify"
+    implementation: ClassVar[str] = "edge.sinks.notify:NotifySink"
     urls: list[str] = Field(default_factory=list, description="Apprise URLs (ntfy://topic, tgram://token/chat, json://host/path, ...); they hold secrets: prefer urls_file")
     urls_file: str | None = Field(None, description="file with one Apprise URL a line (# comments), readable by the edge user only (chmod 600); read at start")
     rules: list[str] = Field(default_factory=list, description="watch rules that notify (empty = all)")
@@ -286,6 +289,10 @@ class PluginSinkConfig(BaseModel):
     queue: int = Field(64, ge=1, le=10000)
 
 
+BUILTIN_SINK_CONFIGS = (LogSinkConfig, OverlaySinkConfig, GpioSinkConfig, ClipSinkConfig, NotifySinkConfig)
+BUILTIN_SINKS = tuple(c.model_fields["type"].default for c in BUILTIN_SINK_CONFIGS)  # the names, declared once
+
+
 def _sink_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     return kind if kind in BUILTIN_SINKS else "plugin"
@@ -342,9 +349,9 @@ def _check_plugin(i: int, kind: str) -> None:
     """A sink type that is neither built in nor an installed ``edge.sinks`` plug-in is a typo."""
     import difflib
 
-    from edge import sinks  # the registry: built-in names and installed plug-ins
+    from edge.plugins import sink_plugins
 
-    known = sinks.known()
+    known = sorted(set(BUILTIN_SINKS) | set(sink_plugins()))
     if kind in known:
         return
     close = difflib.get_close_matches(kind, known, n=1)

@@ -271,7 +271,7 @@ def test_unknown_sink_type_lists_the_known_ones(plugin_sinks):
     plugin_sinks()
     with pytest.raises(EdgeError) as err:
         registry.sink_class("mqtt")
-    assert str(err.value) == "unknown sink type 'mqtt' (known: clip, gpio, log, overlay)"
+    assert str(err.value) == "unknown sink type 'mqtt' (known: clip, gpio, log, notify, overlay)"
 
 
 def test_builtin_sinks_are_imported_by_name():
@@ -292,7 +292,7 @@ def test_an_entry_point_plugin_is_found_by_name(plugin_sinks, tmp_path):
     eps = plugin_sinks(webhook=WebhookSink)
     assert registry.sink_class("webhook") is WebhookSink
     assert "webhook" in registry.known()
-    with pytest.raises(EdgeError, match=r"known: clip, gpio, log, overlay, webhook"):
+    with pytest.raises(EdgeError, match=r"known: clip, gpio, log, notify, overlay, webhook"):
         registry.sink_class("webhok")
     cfg = config.parse({"sinks": [{"type": "webhook", "url": "http://example.invalid", "queue": 5}]})
     runner = registry.build(cfg.sinks[0], SinkContext(labels=["a"]))

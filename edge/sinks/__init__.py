@@ -1,6 +1,7 @@
 """Sinks: where predictions and events go. A registry by config name, imported lazily.
 
-Built-in sinks are named in ``REGISTRY`` as ``"module:Class"`` and imported on
+Built-in sinks are declared once, in edge/config.py (each config class names its ``implementation``);
+``REGISTRY`` maps their names to ``"module:Class"``, imported on
 first use, so a Pi without gpiozero never imports it. Third-party sinks
 register in the ``edge.sinks`` entry-point group under their config ``type``.
 """
@@ -11,23 +12,19 @@ import importlib
 import importlib.metadata
 import logging
 
+from edge.config import BUILTIN_SINK_CONFIGS, format_errors
 from edge.errors import EdgeError
+from edge.plugins import SINK_GROUP, sink_plugins
 from edge.sinks.base import Prediction, Sink, SinkContext, SinkRunner
 
 logger = logging.getLogger(__name__)
 
-REGISTRY = {
-    "log": "edge.sinks.log:LogSink",
-    "overlay": "edge.sinks.overlay:OverlaySink",
-    "gpio": "edge.sinks.gpio:GpioSink",
-    "clip": "edge.sinks.clip:ClipSink",
-    "notify": "edge.sinks.notify:NotifySink",
-}
-ENTRY_POINT_GROUP = "edge.sinks"
+REGISTRY = {c.model_fields["type"].default: c.implementation for c in BUILTIN_SINK_CONFIGS}  # name -> "module:Class"
+ENTRY_POINT_GROUP = SINK_GROUP
 
 
 def _plugins() -> dict[str, importlib.metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return sink_plugins()
 
 
 def known() -> list[str]:
@@ -54,8 +51,6 @@ def build(cfg, ctx: SinkContext) -> SinkRunner:
     options = getattr(cls, "Config", None)
     if options is not None and not isinstance(cfg, options):
         from pydantic import ValidationError
-
-        from edge.config import format_errors
 
         try:
             cfg = options.model_validate(cfg.model_dump())
