@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.atomic import write_bytes_atomic
+from edge.board import board_name
 from edge.errors import EdgeError
 
 if TYPE_CHECKING:
@@ -220,13 +221,6 @@ def save_cached(result: dict, path: Path | None = None) -> Path:
     except OSError as err:
         raise EdgeError(f"cannot save the benchmark to {path}: {err.strerror or err}") from None
     return path
-
-
-def board_name() -> str:
-    """The board (``Raspberry Pi 5 Model B Rev 1.0``), or the machine type off a Pi (``x86_64``)."""
-    from edge.doctor import board_model
-
-    return board_model() or platform.machine()
 
 
 def installed_models(directory: str | os.PathLike[str] | None = None) -> list:

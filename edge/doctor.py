@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from edge.board import board_model, board_name, os_name  # the board's facts, shared with edge bench
+
 logger = logging.getLogger(__name__)
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -40,26 +42,6 @@ class Check:
 
 
 # --------------------------------------------------------------------------- facts (read from this machine)
-
-
-def board_model(path: str = "/proc/device-tree/model") -> str:
-    """``Raspberry Pi 5 Model B Rev 1.0``, or "" when not a device-tree board."""
-    try:
-        return Path(path).read_bytes().rstrip(b"\0\n").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def os_name(path: str = "/etc/os-release") -> str:
-    """PRETTY_NAME from os-release (``Debian GNU/Linux 12 (bookworm)``), or ""."""
-    try:
-        for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition("=")
-            if key == "PRETTY_NAME":
-                return value.strip().strip('"')
-    except OSError:
-        pass
-    return ""
 
 
 def dist_version(dist: str) -> str:
@@ -315,7 +297,7 @@ def check_model_choice(cached: dict | None = None, path: str | None = None, boar
             return Check(WARN, "model choice",
                          "run edge bench --all-models to get a model recommendation for this board", fix)
         cached, path = found[0], str(found[1])
-    board = board if board is not None else bench.board_name()
+    board = board if board is not None else board_name()
     installed = installed if installed is not None else _installed_model_names()
     benched = [m["name"] for m in cached.get("models", [])]
     shares = ", ".join(f"{m['name']} {_percent(m['budget_share'])}" for m in cached.get("models", []))

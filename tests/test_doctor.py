@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge import doctor
+from edge import board, doctor
 from edge.cli import main
 from edge.doctor import FAIL, OK, WARN, Check
 from edge.models import Row
@@ -79,8 +79,8 @@ def test_platform():
 def test_board_model_reads_device_tree(tmp_path):
     model = tmp_path / "model"
     model.write_bytes(b"Raspberry Pi Zero 2 W Rev 1.0\0")
-    assert doctor.board_model(str(model)) == "Raspberry Pi Zero 2 W Rev 1.0"
-    assert doctor.board_model(str(tmp_path / "missing")) == ""
+    assert board.board_model(str(model)) == "Raspberry Pi Zero 2 W Rev 1.0"
+    assert board.board_model(str(tmp_path / "missing")) == ""
 
 
 def test_interpreter():

@@ -128,7 +128,7 @@ def test_the_data_flow_goes_one_way():
     for low, forbidden in [("edge.prediction", ("edge.engine", "edge.model", "edge.sinks", "edge.daemon")),
                            ("edge.capture.base", ("edge.capture.opencv", "edge.capture.picamera", "edge.daemon")),
                            ("edge.sinks.base", ("edge.engine", "edge.model", "edge.daemon", "edge.config")),
-                           ("edge.bench", ("edge.daemon",))]:
+                           ("edge.bench", ("edge.daemon", "edge.doctor")), ("edge.board", ("edge.bench", "edge.doctor"))]:
         bad = sorted(m for m in reach(low) if m.startswith(forbidden))
         assert bad == [], f"{low} imports {bad}"
 
