@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from edge import __version__
+from edge.choices import PreprocessMode, values
 from edge.errors import EdgeError
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--half-life", type=float, default=None, metavar="SECONDS",
                    help="ema policy: seconds after which a frame counts half (default from config: 2)")
     p.add_argument("--cap", type=int, default=None, help=argparse.SUPPRESS)  # removed: a clear error, not "unrecognized"
-    p.add_argument("--preprocess", choices=["resize", "center-crop"], default=None,
+    p.add_argument("--preprocess", choices=values(PreprocessMode), default=None,
                    help="how a frame is fitted to the model input")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default 1)")
     p.add_argument("--ensemble", default=None, metavar="M1,M2",

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge.choices import PreprocessMode, SmoothingMethod, SourceKind
 from edge.errors import EdgeError
 
 
@@ -45,7 +46,7 @@ class ModelConfig(Section):
     labels: str | None = Field(None, description="label file (one class a line, in logit order); default: the model's own label file")
     threads: int = Field(1, ge=1, le=8, description="interpreter CPU threads; 1 leaves the other cores to capture and sinks")
     fps: float = Field(5.0, gt=0, le=30, description="frames a second fed to the model; MoViNet stream models are trained at 5")
-    preprocess: Literal["resize", "center-crop"] = Field(
+    preprocess: PreprocessMode = Field(
         "resize", description="resize: squash the whole frame to the model input; center-crop: crop the centre square first")
     state_policy: Literal["window", "ema", "cumulative"] = Field(
         "window", description="how the model forgets: window = the exact mean of the last window_seconds of head features; "
@@ -97,7 +98,7 @@ class ModelConfig(Section):
 
 
 class SourceConfig(Section):
-    kind: Literal["auto", "picamera2", "v4l2", "file", "rtsp"] = Field(
+    kind: SourceKind = Field(
         "auto", description="auto: picamera2 if a camera is present, else the first V4L2 device")
     spec: str | None = Field(None, description="file: a path; v4l2: a device index or /dev/videoN; rtsp: the URL")
     width: int = Field(640, ge=16, le=4096, description="largest frame width kept: cameras are asked for it, every other source is scaled down to fit (aspect kept)")
@@ -116,7 +117,7 @@ class SourceConfig(Section):
 
 
 class SmoothingConfig(Section):
-    method: Literal["ema", "window", "none"] = Field("none", description="none: the model's answer as is (its state policy already averages the last seconds; more smoothing only adds lag, see benchmarks/events.py); ema: exponential moving average; window: mean of the last `window` predictions")
+    method: SmoothingMethod = Field("none", description="none: the model's answer as is (its state policy already averages the last seconds; more smoothing only adds lag, see benchmarks/events.py); ema: exponential moving average; window: mean of the last `window` predictions")
     alpha: float = Field(0.4, gt=0, le=1, description="ema: weight of the newest prediction")
     window: int = Field(5, ge=1, le=300, description="window: predictions averaged")
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-MODES = ("resize", "center-crop")
+from edge.choices import PreprocessMode, values
+
+MODES = values(PreprocessMode)
 
 
 @dataclass(frozen=True)

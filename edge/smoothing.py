@@ -19,13 +19,14 @@ from typing import Literal
 
 import numpy as np
 
+from edge.choices import SmoothingMethod, values
 from edge.config import SmoothingConfig, WatchRule
 from edge.errors import EdgeError
 from edge.labels import LabelIndex
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("ema", "window", "none")
+METHODS = values(SmoothingMethod)
 
 # Source timestamps are floats (0.2 * 3 == 0.6000000000000001), so time
 # comparisons (min_duration, cooldown) accept being this many seconds short.
