@@ -215,7 +215,7 @@ def test_odd_frame_sizes_are_cropped_to_even_for_yuv420p_and_a_new_size_is_scale
 
 def test_sigterm_mid_clip_leaves_a_playable_h264_clip(tmp_path, tiny_model_path, tiny_labels_path, make_video):
     """A red video trips the `red` rule after 1 s; its 60 s post-roll is still being written when SIGTERM comes."""
-    from test_daemon import edge_cmd, edge_env, write_config
+    from test_daemon import edge_cmd, edge_env, wait_for_file, write_config
 
     video = make_video(tmp_path / "red.mp4", (255, 0, 0), seconds=2.0, fps=15.0, size=(96, 64))
     clips, status, stderr = tmp_path / "clips", tmp_path / "status.json", tmp_path / "stderr.txt"
@@ -230,8 +230,6 @@ def test_sigterm_mid_clip_leaves_a_playable_h264_clip(tmp_path, tiny_model_path,
         proc = subprocess.Popen(edge_cmd("run", "-c", str(cfg)), cwd=tmp_path, env=edge_env(),
                                 stdout=subprocess.DEVNULL, stderr=err)
     try:
-        from test_daemon import wait_for_file
-
         wait_for_file(proc, stderr, "recording", timeout=30)  # "clip ...: red started at ..., recording ..."
         wait_for_file(proc, status, '"recording": "', timeout=10)
         proc.send_signal(signal.SIGTERM)
@@ -251,7 +249,21 @@ def test_sigterm_mid_clip_leaves_a_playable_h264_clip(tmp_path, tiny_model_path,
     assert meta["poster"] == clip.stem + ".jpg" and clip.with_suffix(".jpg").is_file()
 
 
-# --------------------------------------------------------------------------- edge doctor
+# --------------------------------------------------------------------------- config and edge doctor
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("codec", "h265", "'auto', 'h264_v4l2m2m', 'libx264', 'mp4v' or 'avc1'"),
+    ("crf", 52, "less than or equal to 51"),
+    ("preset", "placebo", "'ultrafast'"),
+])
+def test_a_bad_encoder_setting_names_the_key(key, value, needle):
+    from edge import config
+    from edge.errors import EdgeError
+
+    with pytest.raises(EdgeError) as err:
+        config.parse({"sinks": [{"type": "clip", key: value}]})
+    assert f"sinks[0].{key}" in str(err.value) and needle in str(err.value)
 
 
 def test_doctor_names_the_encoder_clips_will_use():
