@@ -350,13 +350,14 @@ def _check_plugin(i: int, kind: str) -> None:
     """A sink type that is neither built in nor an installed ``edge.sinks`` plug-in is a typo."""
     import difflib
 
+    from edge.labels import did_you_mean
     from edge.plugins import sink_plugins
 
     known = sorted(set(BUILTIN_SINKS) | set(sink_plugins()))
     if kind in known:
         return
-    close = difflib.get_close_matches(kind, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(difflib.get_close_matches(kind, known, n=1))
+    hint = f"; {hint}" if hint else ""
     raise ValueError(f"sinks[{i}].type: unknown sink type {kind!r} (known: {', '.join(known)}){hint}")
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from edge.errors import EdgeError
-from edge.labels import LabelIndex
+from edge.labels import LabelIndex, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ def _find(name: str, index: LabelIndex) -> str | None:
 
 
 def _suggest(name: str, index: LabelIndex) -> str:
-    close = index.close(name.replace("_", " "))
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    hint = did_you_mean(index.close(name.replace("_", " ")))
+    return f" ({hint})" if hint else ""
 
 
 def match_labels(dataset_labels: list[str], model_labels: list[str],

@@ -48,3 +48,13 @@ class LabelIndex:
         """Up to ``n`` labels that look like ``name`` (for "did you mean ...?"), closest first."""
         matches = difflib.get_close_matches(name.strip().casefold(), list(self._folded), n=n, cutoff=0.6)
         return [self.labels[self._folded[m]] for m in matches]
+
+
+def did_you_mean(close: list[str]) -> str:
+    """``did you mean 'a'?`` / ``did you mean 'a', 'b' or 'c'?`` for the close matches, or "" when none."""
+    names = [repr(c) for c in close]
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f"did you mean {names[0]}?"
+    return f"did you mean {', '.join(names[:-1])} or {names[-1]}?"

@@ -22,7 +22,7 @@ import numpy as np
 from edge.choices import SmoothingMethod, values
 from edge.config import SmoothingConfig, WatchRule
 from edge.errors import EdgeError
-from edge.labels import LabelIndex
+from edge.labels import LabelIndex, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -185,12 +185,7 @@ def _label_indices(rule: WatchRule, index: LabelIndex) -> list[int]:
 
 
 def _suggest(close: list[str]) -> str:
-    if not close:
-        return "check the spelling against the model's label file"
-    names = [repr(c) for c in close]
-    if len(names) == 1:
-        return f"did you mean {names[0]}?"
-    return f"did you mean {', '.join(names[:-1])} or {names[-1]}?"
+    return did_you_mean(close) or "check the spelling against the model's label file"
 
 
 class RuleTracker:
