@@ -193,13 +193,13 @@ def test_errors_are_logged_once_per_interval(runners, caplog):
     caplog.set_level(logging.ERROR, logger="edge.sinks.base")
     bad = FailingSink()
     runner = runners(bad)
-    runner.ERROR_LOG_INTERVAL = 3600.0
+    runner.error_log.interval = 3600.0
     for seq in range(20):
         runner.submit(pred(seq))
     assert runner.drain(5)
     lines = [r.getMessage() for r in caplog.records if r.name == "edge.sinks.base"]
     assert lines == ["sink failing failed in emit: cannot write 0"]
-    runner.ERROR_LOG_INTERVAL = 0.0  # the interval has passed: the next error is reported with the count
+    runner.error_log.interval = 0.0  # the interval has passed: the next error is reported with the count
     runner.submit(pred(20))
     assert runner.drain(5)
     lines = [r.getMessage() for r in caplog.records if r.name == "edge.sinks.base"]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from edge.prediction import Prediction
+from edge.ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
     from edge.ring import FrameRing
@@ -121,8 +122,7 @@ class SinkRunner:
         self.errors = 0
         self.last_error = ""
         self.last_error_time = 0.0
-        self._last_logged = float("-inf")  # not 0.0: monotonic time starts near 0 at boot, which hid the first error
-        self._suppressed = 0
+        self.error_log = RateLimitedLog(logger, self.ERROR_LOG_INTERVAL)  # one line per interval, with the count
         self.started = False
         self.busy = False
 
@@ -224,14 +224,7 @@ class SinkRunner:
         self.errors += 1
         self.last_error = f"{where}: {type(err).__name__}: {err}"
         self.last_error_time = time.time()
-        now = time.monotonic()
-        if now - self._last_logged >= self.ERROR_LOG_INTERVAL:
-            more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
-            logger.error("sink %s failed in %s: %s%s", self.name, where, err, more)
-            self._last_logged = now
-            self._suppressed = 0
-        else:
-            self._suppressed += 1
+        self.error_log.log("error", "sink %s failed in %s: %s", self.name, where, err)
 
     def health(self) -> dict[str, Any]:
         with self._cond:
