@@ -365,10 +365,10 @@ def test_a_receiver_answering_500_is_retried_with_backoff(receiver, make_sink, c
 
 def test_the_spool_bound_drops_the_oldest_while_the_receiver_is_down(tmp_path, make_sink):
     down = Receiver(free_port())
-    sink = make_sink(down.url(), min_interval=0, spool_max_messages=3, title="{rule} {time}", body="{duration}",
+    sink = make_sink(down.url(), min_interval=0, spool_max_messages=3, body="{score}",
                      retry_seconds=0.05, retry_max_seconds=0.05)
     for k in range(5):
-        sink.event(start("cooking", t=k), prediction(k))
+        sink.event(start("cooking", t=k, score=0.51 + k / 100), prediction(k))
         sink.event(end("cooking", t=k + 0.5, start_t=k), prediction(k + 0.5, active=False))
     status = sink.status()
     assert status["spooled"] == 3 and status["dropped"] == 2
@@ -377,9 +377,21 @@ def test_the_spool_bound_drops_the_oldest_while_the_receiver_is_down(tmp_path, m
     down.start()
     try:
         assert sink.wait_idle(10)
-        assert len(down.posts) == 3
+        assert [p["message"] for p in down.posts] == ["0.53", "0.54", "0.55"]  # the oldest two were dropped
     finally:
         down.stop()
+
+
+def test_a_message_older_than_max_age_is_dropped_and_counted(make_sink):
+    now = [1_000_000.0]
+    sink = make_sink(Receiver(free_port()).url(), max_age_hours=1, wall=lambda: now[0])
+    sink.event(start(), prediction())
+    assert sink.wait(lambda: sink.status()["services"]["json"]["failed"] >= 1, 10)
+    now[0] += 3601
+    sink.kick()
+    assert sink.wait_idle(10)
+    status = sink.status()
+    assert (status["spooled"], status["dropped"], status["services"]["json"]["dropped"]) == (0, 1, 1)
 
 
 def test_messages_spooled_while_the_receiver_is_down_are_sent_once_after_a_restart(tmp_path, make_sink, caplog):

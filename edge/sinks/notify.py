@@ -592,12 +592,12 @@ class NotifySink(Sink):
 
     def status(self) -> dict[str, Any]:
         spool = self.spool
-        services = {s.name: {"queued": spool.queued(s.target) if spool else 0, "sent": s.sent, "failed": s.failed,
-                             "dropped": spool.dropped_by_target.get(s.target, 0) if spool else 0,
-                             "last_error": s.last_error,
+        if spool is None:  # not started (or its spool could not be opened): an empty Spool is falsy, so no `if spool`
+            spool = Spool(self.cfg.spool_dir, 1, 1)
+        services = {s.name: {"queued": spool.queued(s.target), "sent": s.sent, "failed": s.failed,
+                             "dropped": spool.dropped_by_target.get(s.target, 0), "last_error": s.last_error,
                              "retry_in_s": round(max(0.0, s.next_try - self.clock()), 1) if s.failures else 0.0}
                     for s in self.services}
-        return {"services": services, "spooled": len(spool) if spool else 0,
-                "spool_kb": round(spool.bytes() / 1024, 1) if spool else 0, "dropped": (spool.dropped if spool else 0),
-                "gone": self.gone, "suppressed": self.suppressed, "not_spooled": self.not_spooled,
-                "heartbeats": self.heartbeats, "error": self.last_error}
+        return {"services": services, "spooled": len(spool), "spool_kb": round(spool.bytes() / 1024, 1),
+                "dropped": spool.dropped, "gone": self.gone, "suppressed": self.suppressed,
+                "not_spooled": self.not_spooled, "heartbeats": self.heartbeats, "error": self.last_error}
