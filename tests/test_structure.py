@@ -152,3 +152,12 @@ def test_the_start_wait_stays_under_the_units_start_timeout():
     unit = (REPO / "systemd" / "edge.service").read_text()
     timeout = float(re.search(r"^TimeoutStartSec=(\d+)", unit, re.M).group(1))
     assert Daemon.WAIT_FOR_SOURCE < timeout / 2, "READY=1 must come well before systemd gives up on the start"
+
+
+def test_the_daemon_does_not_load_the_download_code():
+    """The model store is needed at run time; fetching (urllib, tarfile, the progress bar) only by `edge models fetch`."""
+    code = ("import sys, edge.daemon, edge.models\n"
+            "edge.models.resolve\n"
+            "print(sorted(m for m in ('edge.models.fetch', 'tarfile', 'urllib.request') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
