@@ -1,5 +1,8 @@
 """The model manifest (edge/manifest.json): what `edge models fetch` can download, with sha256.
 
+Validated by pydantic models (``_ManifestFile``); a mistake is one line naming the key
+(``models.a0.sha256 must be 64 lower-case hex digits or null``).
+
 The manifest is package data beside the ``edge`` package: ``models/`` exists only
 in a git checkout, so a venv installed elsewhere (``/opt/edge``) would not find
 it there. ``EDGE_MANIFEST`` or a ``manifest=`` argument points at another one
@@ -13,6 +16,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import EdgeError
 
@@ -83,6 +89,72 @@ class Manifest:
         return [e for e in self.entries.values() if e.name in wanted]
 
 
+class _Spec(BaseModel):
+    """One entry of manifest.json as written (unknown keys such as ``_comment`` are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    url: str = Field(min_length=1)
+    archive: str
+    file: str = Field(min_length=1)
+    sha256: str | None = None
+
+    @field_validator("archive")
+    @classmethod
+    def _archive(cls, v: str) -> str:
+        if v not in ARCHIVES:
+            raise ValueError(f"must be one of {', '.join(ARCHIVES)}")
+        return v
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, v: str) -> str:
+        if Path(v).name != v or v in (".", "..") or v.startswith("."):
+            raise ValueError(f"must be a plain file name, not {v!r}")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not (len(v) == 64 and all(c in "0123456789abcdef" for c in v)):
+            raise ValueError("must be 64 lower-case hex digits or null")
+        return v
+
+
+class _ModelSpec(_Spec):
+    input_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]  # [height, width]
+    labels: str | None = None  # the name of a label entry
+
+
+class _ManifestFile(BaseModel):
+    """manifest.json: models, label files and clips by name."""
+
+    model_config = ConfigDict(extra="ignore")
+    models: dict[str, _ModelSpec] = Field(default_factory=dict)
+    labels: dict[str, _Spec] = Field(default_factory=dict)
+    clips: dict[str, _Spec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self) -> _ManifestFile:
+        seen: set[str] = set()
+        for section in (self.models, self.labels, self.clips):
+            for name in section:
+                if name in seen or name in ("all", "labels"):
+                    raise ValueError(f"duplicate or reserved name {name!r}")
+                seen.add(name)
+        for name, spec in self.models.items():
+            if spec.labels is not None and spec.labels not in self.labels:
+                raise ValueError(f"models.{name}.labels names {spec.labels!r}, which is not in 'labels'")
+        return self
+
+
+def _error_line(err: ValidationError) -> str:
+    """The first problem as ``models.a0.file must be ...`` (the key path, then what is wrong)."""
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"{where} {msg}" if where else msg
+
+
 def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
     """Read and check a manifest: ``path``, else ``$EDGE_MANIFEST``, else the packaged one."""
     path = Path(path or os.environ.get(MANIFEST_ENV) or _PACKAGE_MANIFEST)
@@ -93,48 +165,17 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
                         f"or unset {MANIFEST_ENV}") from None
     except (OSError, ValueError) as err:
         raise EdgeError(f"cannot read model manifest {path}: {err}") from None
+    try:
+        spec = _ManifestFile.model_validate(data)
+    except ValidationError as err:
+        raise EdgeError(f"model manifest {path}: {_error_line(err)}") from None
     entries: dict[str, Entry] = {}
-    for kind, section in (("model", "models"), ("labels", "labels"), ("clip", "clips")):
-        items = data.get(section, {}) if isinstance(data, dict) else None
-        if not isinstance(items, dict):
-            raise EdgeError(f"model manifest {path}: {section!r} must be an object of name -> entry")
-        for name, raw in items.items():
-            if name in entries or name in ("all", "labels"):
-                raise EdgeError(f"model manifest {path}: duplicate or reserved name {name!r}")
-            entries[name] = _entry(path, kind, name, raw)
-    for entry in entries.values():
-        if entry.labels is not None and entries.get(entry.labels, None) is None:
-            raise EdgeError(f"model manifest {path}: models.{entry.name}.labels names {entry.labels!r}, "
-                            "which is not in 'labels'")
+    for name, m in spec.models.items():
+        entries[name] = Entry(name, "model", m.url, m.archive, m.file, m.sha256, m.input_size, m.labels)
+    for kind, section in (("labels", spec.labels), ("clip", spec.clips)):
+        for name, e in section.items():
+            entries[name] = Entry(name, kind, e.url, e.archive, e.file, e.sha256)
     return Manifest(entries, str(path))
-
-
-def _entry(path: Path, kind: str, name: str, raw: object) -> Entry:
-    where = f"model manifest {path}: {SECTIONS[kind]}.{name}"
-    if not isinstance(raw, dict):
-        raise EdgeError(f"{where} must be an object")
-    for key in ("url", "archive", "file"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise EdgeError(f"{where}.{key} must be a non-empty string")
-    if raw["archive"] not in ARCHIVES:
-        raise EdgeError(f"{where}.archive must be one of {', '.join(ARCHIVES)}")
-    file = raw["file"]
-    if Path(file).name != file or file in (".", "..") or file.startswith("."):
-        raise EdgeError(f"{where}.file must be a plain file name, not {file!r}")
-    sha = raw.get("sha256")
-    if sha is not None and not (isinstance(sha, str) and len(sha) == 64
-                                and all(c in "0123456789abcdef" for c in sha)):
-        raise EdgeError(f"{where}.sha256 must be 64 lower-case hex digits or null")
-    size = None
-    if kind == "model":
-        size = raw.get("input_size")
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-            raise EdgeError(f"{where}.input_size must be [height, width]")
-        size = (size[0], size[1])
-    labels = raw.get("labels") if kind == "model" else None
-    if labels is not None and not isinstance(labels, str):
-        raise EdgeError(f"{where}.labels must be the name of a label entry")
-    return Entry(name, kind, raw["url"], raw["archive"], file, sha, size, labels)
 
 
 def _manifest(manifest: Manifest | str | os.PathLike[str] | None) -> Manifest:
