@@ -1,4 +1,4 @@
-"""StreamModel on the tiny fixture models: the state loop, reset, loading errors, labels, top_k, softmax."""
+"""StreamModel on the tiny fixture models: the state loop, reset, loading errors, labels (top_k, softmax: test_prediction.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.errors import EdgeError
-from edge.model import HEAD_POOL_COUNT, HEAD_POOL_SUM, StreamModel, load_labels, softmax, top_k
+from edge.model import HEAD_POOL_COUNT, HEAD_POOL_SUM, StreamModel, load_labels
 
 BUF = "state_block0_layer0_stream_buffer"
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -117,53 +117,6 @@ def test_uint8_model_matches_float_model(fixtures_dir, tiny_model_path):
 def test_get_state_unknown_name(model):
     with pytest.raises(KeyError):
         model.get_state("state_nope")
-
-
-# --------------------------------------------------------------------------- top_k, softmax
-
-
-@pytest.mark.parametrize("values, k, expected", [
-    ([0.1, 0.5, 0.2, 0.9], 2, [3, 1]),
-    ([0.1, 0.5, 0.2, 0.9], 1, [3]),
-    ([0.1, 0.5, 0.2, 0.9], 4, [3, 1, 2, 0]),
-    ([0.1, 0.5, 0.2, 0.9], 10, [3, 1, 2, 0]),  # k larger than the vector: all of it
-    ([0.1, 0.5, 0.2, 0.9], 0, [3]),  # at least one
-    ([-3.0, -1.0, -2.0], 2, [1, 2]),
-])
-def test_top_k_literal(values, k, expected):
-    assert top_k(np.array(values, np.float32), k).tolist() == expected
-
-
-def test_top_k_equals_full_sort_on_random_vectors():
-    rng = np.random.default_rng(0)
-    for n in (5, 600, 1000):
-        for k in (1, 3, 5):
-            probs = rng.random(n).astype(np.float32)
-            assert top_k(probs, k).tolist() == np.argsort(-probs, kind="stable")[:k].tolist()
-
-
-def test_softmax_sums_to_one_and_keeps_order():
-    rng = np.random.default_rng(1)
-    logits = rng.normal(0, 5, 600).astype(np.float32)
-    p = softmax(logits)
-    assert p.dtype == np.float32
-    assert p.sum() == pytest.approx(1.0, abs=1e-5)
-    assert (p >= 0).all()
-    assert np.argmax(p) == np.argmax(logits)
-    np.testing.assert_allclose(softmax(np.array([0.0, np.log(3.0)], np.float32)), [0.25, 0.75], atol=1e-6)
-
-
-def test_softmax_is_stable_for_large_logits():
-    p = softmax(np.array([1000.0, 1001.0, 1002.0], np.float32))
-    assert np.isfinite(p).all()
-    np.testing.assert_allclose(p, softmax(np.array([0.0, 1.0, 2.0], np.float32)), atol=1e-6)
-    assert p.sum() == pytest.approx(1.0, abs=1e-6)
-
-
-def test_softmax_does_not_modify_its_input():
-    logits = np.array([1.0, 2.0, 3.0], np.float32)
-    softmax(logits)
-    assert logits.tolist() == [1.0, 2.0, 3.0]
 
 
 # --------------------------------------------------------------------------- labels

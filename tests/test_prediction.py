@@ -64,6 +64,7 @@ def test_softmax_is_stable_for_large_logits_and_leaves_its_input_alone():
     p = softmax(logits)
     assert np.isfinite(p).all()
     np.testing.assert_allclose(p, softmax(np.array([0.0, 1.0, 2.0], np.float32)), atol=1e-6)
+    assert p.sum() == pytest.approx(1.0, abs=1e-6)
     assert logits.tolist() == [1000.0, 1001.0, 1002.0]
 
 
