@@ -588,6 +588,9 @@ def load_learned(model_cfg, engine) -> LearnedLabels | None:
     from edge.models import sha256_file
 
     path = head_path(None, model_cfg.head)
+    if len(getattr(engine, "members", ())) > 1:
+        raise EdgeError("model.head cannot be used with model.ensemble: learned classes are scored on one model's "
+                        "feature (and were learned on it): drop the ensemble, or the head")
     head = Head.load(path)
     model = engine.model
     if getattr(model, "feature_size", None) is None or not getattr(engine, "split", False):

@@ -663,3 +663,13 @@ def test_classify_and_eval_take_a_head_file(tmp_path, tiny_model_path, tiny_labe
     assert report["top1"] == 1.0, report
     assert cli.main(["classify", str(red), *model, "--head", str(tmp_path / "nope.head")]) == 2
     assert "nope.head does not exist" in capsys.readouterr().err
+
+
+def test_a_head_with_an_ensemble_is_refused(check_head, tmp_path, tiny_model_path, capsys):
+    head = tiny_head(tmp_path / "my.head", tiny_model_path)
+    cfg = tmp_path / "ens.yaml"
+    cfg.write_text(json.dumps({"model": {"ensemble": [str(tiny_model_path), str(tiny_model_path)],
+                                         "labels": str(tiny_model_path.with_name("tiny_labels.txt")),
+                                         "head": str(head)}}), encoding="utf-8")
+    assert cli.main(["check-config", "-c", str(cfg)]) == 2
+    assert "model.head cannot be used with model.ensemble" in capsys.readouterr().err
