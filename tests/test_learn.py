@@ -673,3 +673,38 @@ def test_a_head_with_an_ensemble_is_refused(check_head, tmp_path, tiny_model_pat
                                          "head": str(head)}}), encoding="utf-8")
     assert cli.main(["check-config", "-c", str(cfg)]) == 2
     assert "model.head cannot be used with model.ensemble" in capsys.readouterr().err
+
+
+def test_record_refuses_a_camera_the_running_service_holds(tmp_path, tiny_model_path, tiny_labels_path, capsys):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"pid": 1}), encoding="utf-8")  # pid 1 is always alive
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(json.dumps({"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path)},
+                               "source": {"kind": "v4l2", "spec": "0"}, "status": {"path": str(status)}}))
+    head = tmp_path / "my.head"
+    assert cli.main(["learn", "record", "wave", "-c", str(cfg), "--head", str(head)]) == 2
+    assert "the edge service (pid 1) has the camera open: stop it while you record" in capsys.readouterr().err
+    assert not head.exists()
+    assert learn.service_pid(status) == 1
+    status.write_text(json.dumps({"pid": os.getpid()}))
+    assert learn.service_pid(status) is None  # ourselves
+    status.write_text("not json")
+    assert learn.service_pid(status) is None and learn.service_pid(None) is None
+
+
+def test_record_from_a_file_source_adds_a_session_as_one_recording(tmp_path, tiny_model_path, tiny_labels_path,
+                                                                   make_video, capsys, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    video = make_video(tmp_path / "red.mp4", (255, 0, 0), seconds=8.0, fps=10.0)
+    head = tmp_path / "my.head"
+    args = ["learn", "record", "stop", "--source", str(video), "--seconds", "1", "--count", "2", "--countdown", "1",
+            "--head", str(head), "--model", str(tiny_model_path), "-c", str(tmp_path / "none.yaml")]
+    (tmp_path / "none.yaml").write_text(json.dumps({"model": {"labels": str(tiny_labels_path)}}))
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "clip 2/2: saved" in out
+    loaded = Head.load(head)
+    assert loaded.classes == ["stop"] and len(loaded.examples) == 2
+    assert len({e.recording for e in loaded.examples}) == 1 and loaded.examples[0].recording.startswith("rec-")
+    assert sorted(p.suffix for p in (tmp_path / "state" / "learn" / "stop").iterdir()) == [".jpg", ".jpg", ".mp4",
+                                                                                         ".mp4"]
