@@ -163,10 +163,15 @@ class Device:
         self.chroot("chown", "-R", "pi:pi", "/home/pi/.ssh")
         (self.root / "etc/ssh/sshd_config.d/edge-fleet.conf").write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nPasswordAuthentication no\n")
-        self.inventory.write_text(json.dumps({"edge": {"hosts": {"pi1": {
-            "ansible_host": "127.0.0.1", "ansible_port": self.port, "ansible_user": "pi",
-            "ansible_ssh_private_key_file": str(self.key), "ansible_python_interpreter": "/usr/bin/python3",
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"}}}}))
+        login = {"ansible_host": "127.0.0.1", "ansible_user": "pi", "ansible_ssh_private_key_file": str(self.key),
+                 "ansible_python_interpreter": "/usr/bin/python3",
+                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"}
+        self.inventory.write_text(json.dumps({"edge": {"hosts": {"pi1": {**login, "ansible_port": self.port}}}}))
+        # the same fleet plus a second device after pi1 that nothing listens for: a rollout that
+        # stops at pi1 never tries it, one that goes on reports it unreachable
+        self.fleet = self.inventory.with_name("fleet.yml")
+        self.fleet.write_text(json.dumps({"edge": {"hosts": {"pi1": {**login, "ansible_port": self.port},
+                                                             "pi2": {**login, "ansible_port": _free_port()}}}}))
         # the versions the role installs: commits of a clone, so the repo's own HEAD may move meanwhile
         subprocess.run(["git", "clone", "--quiet", str(REPO), str(self.repo)], check=True, timeout=120)
 
@@ -228,12 +233,13 @@ class Device:
             assert done.returncode == 0, f"{' '.join(cmd)}: {done.stdout}{done.stderr}"
         return done
 
-    def playbook(self, variables: dict, *args: str, timeout: float = 900) -> Playbook:
+    def playbook(self, variables: dict, *args: str, timeout: float = 900, inventory: Path | None = None) -> Playbook:
         extra = self.work / "vars.json"
         extra.write_text(json.dumps(variables))
         env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_HOME": str(self.work / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(self.work / "ansible-tmp")}
-        done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.inventory), "-e", f"@{extra}",
+        done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory or self.inventory),
+                               "-e", f"@{extra}",
                                str(ANSIBLE_DIR / "site.yml"), *args],
                               capture_output=True, text=True, timeout=timeout, env=env)
         (self.work / "last-playbook.log").write_text(done.stdout + done.stderr)
@@ -254,13 +260,16 @@ class Device:
         journal = self.run("journalctl", "-u", "edge", "--no-pager", "-o", "cat").stdout
         return sum(1 for line in journal.splitlines() if line.startswith("Started edge"))
 
-    def commit(self, message: str) -> str:
-        """A new version: a commit in the clone that changes the packaged README."""
-        readme = self.repo / "README.md"
-        readme.write_text(readme.read_text() + f"\n<!-- {message} -->\n")
+    def commit(self, message: str, path: str = "README.md", append: str | None = None) -> str:
+        """A new version: a commit in the clone that appends to one packaged file (the README by default)."""
+        target = self.repo / path
+        target.write_text(target.read_text() + (append if append is not None else f"\n<!-- {message} -->\n"))
         git = ["git", "-C", str(self.repo), "-c", "user.name=edge tests", "-c", "user.email=tests@edge.invalid"]
         subprocess.run([*git, "commit", "--quiet", "-am", message], check=True, timeout=60)
         return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+    def installed_version(self) -> str:
+        return self.run("/opt/edge/venv/bin/python", "-c", "import edge; print(edge.__version__)").stdout.strip()
 
 
 class Playbook:
@@ -340,14 +349,18 @@ def test_a_second_run_changes_nothing(device, base_vars):
 
 @pytest.mark.container
 def test_status_tag_gathers_the_fleet_into_one_table(device, base_vars):
-    run = device.playbook(base_vars, "--tags", "status")
-    assert run.rc == 0, run
+    run = device.playbook(base_vars, "--tags", "status", inventory=device.fleet)
+    assert run.rc == 4, run  # ansible-playbook's "a host was unreachable": pi2 has no sshd
     assert "install.sh" not in run.output  # only the status play ran
-    header = next(line for line in run.output.splitlines() if "in fps" in line)
-    row = next(line for line in run.output.splitlines() if line.strip().startswith("pi1 "))
+    lines = run.output.splitlines()
+    header = next(line for line in lines if "in fps" in line)
     assert "top-1" in header and "last error" in header
-    fields = row.split()
-    assert fields[1] == "ok" and float(fields[2]) > 0, row
+    row = next(line for line in lines if line.strip().startswith("pi1 "))
+    pi1 = row.split()
+    assert pi1[1] == "ok" and float(pi1[2]) > 0 and float(pi1[3]) > 0, row
+    assert "carving ice" in row, row  # the demo clip's top-1
+    pi2 = next(line for line in lines if line.strip().startswith("pi2 "))
+    assert "UNREACHABLE" in pi2 and "Connection refused" in pi2, pi2
 
 
 @pytest.mark.container
@@ -377,6 +390,28 @@ def test_a_bad_variable_fails_on_check_config_and_leaves_the_running_config(devi
 
 
 @pytest.mark.container
+def test_head_files_and_vault_urls_are_pushed_and_reload(device, base_vars, tmp_path):
+    head = tmp_path / "my-actions.head"
+    head.write_bytes(b"a learned head, pushed as it is")
+    secret = "ntfy://ntfy.sh/edge-fleet-secret-topic"
+    pid = device.main_pid()
+    run = device.playbook(with_vars(base_vars, edge_heads=[str(head)], edge_notify_urls=[secret]))
+    assert run.rc == 0, run
+    assert secret not in run.output and "edge-fleet-secret-topic" not in run.output
+    pushed = device.root / "var/lib/edge/models/my-actions.head"
+    assert pushed.read_bytes() == head.read_bytes()
+    urls = device.run("stat", "-c", "%a %U:%G", "/etc/edge/notify.urls").stdout.split()
+    assert urls == ["640", "root:edge"]
+    assert (device.root / "etc/edge/notify.urls").read_text() == secret + "\n"
+    assert device.main_pid() == pid  # reloaded, not restarted
+    again = device.playbook(with_vars(base_vars, edge_heads=[str(head)], edge_notify_urls=[secret]))
+    assert again.rc == 0 and again.recap["pi1"]["changed"] == 0, again
+    gone = device.playbook(base_vars)  # no URLs any more: the file goes
+    assert gone.rc == 0, gone
+    assert not (device.root / "etc/edge/notify.urls").exists()
+
+
+@pytest.mark.container
 def test_an_update_restarts_once_and_waits_for_frames(device, base_vars):
     pid, starts = device.main_pid(), device.starts()
     new = device.commit("a new version")
@@ -390,6 +425,48 @@ def test_an_update_restarts_once_and_waits_for_frames(device, base_vars):
     assert re.search(r"Wait until edge status shows frames flowing.*\n(ok|changed): \[pi1\]", run.output), run
     versions = sorted(p.name for p in (device.root / "var/lib/edge-deploy").glob("src-*"))
     assert versions == [f"src-{new}"]  # the old version's files are gone
+
+
+@pytest.mark.container
+def test_a_device_that_does_not_come_back_stops_the_rollout(device, base_vars):
+    good = base_vars["edge_version"]
+    broken = device.commit("edge run dies at once", "edge/cli.py", append=(
+        "\n\n_main = main\n\n\ndef main(argv=None):\n"
+        "    if (sys.argv[1:] if argv is None else argv)[:1] == ['run']:\n"
+        "        raise SystemExit('broken on purpose')\n"
+        "    return _main(argv)\n"))
+    run = device.playbook(with_vars(base_vars, edge_version=broken), inventory=device.fleet)
+    assert run.rc != 0, run
+    assert run.recap["pi1"]["failed"] == 1, run
+    assert "pi2" not in run.recap, run  # the rollout stopped at pi1: pi2 was never tried
+    back = device.playbook(with_vars(base_vars, edge_version=good))  # roll back
+    assert back.rc == 0, back
+    status = device.status()
+    assert status["pid"] == device.main_pid() and status["model"]["inferences"] > 0
+
+
+@pytest.mark.container
+def test_a_built_wheel_replaces_the_package_and_restarts_once(device, base_vars, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    archive = subprocess.run(["git", "-C", str(device.repo), "archive", base_vars["edge_version"]],
+                             capture_output=True, check=True, timeout=60).stdout
+    subprocess.run(["tar", "-C", str(src), "-xf", "-"], input=archive, check=True, timeout=60)
+    init = src / "edge" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = "[^"]+"', '__version__ = "0.1.0+fleet"', init.read_text()))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"),
+                            str(src)], capture_output=True, text=True, timeout=600)
+    if built.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {built.stderr.strip().splitlines()[-1:]}")
+    wheel = next((tmp_path / "dist").glob("edge-*.whl"))
+    pid, starts = device.main_pid(), device.starts()
+    run = device.playbook(with_vars(base_vars, edge_wheel=str(wheel)))
+    assert run.rc == 0, run
+    assert device.installed_version() == "0.1.0+fleet"
+    assert device.starts() == starts + 1 and device.main_pid() != pid
+    assert device.status()["model"]["inferences"] > 0
+    again = device.playbook(with_vars(base_vars, edge_wheel=str(wheel)))
+    assert again.rc == 0 and again.recap["pi1"]["changed"] == 0, again
 
 
 @pytest.mark.container
