@@ -88,7 +88,7 @@ def run(video: Path, model: str, frames: int, threads: int, policy: str, block: 
     engine = Engine(ModelConfig(name=model, threads=threads, state_policy=policy))
     path, labels_path = model_store.resolve(model)
     reference = ReferenceLoop(path, engine.labels, threads)
-    bare = StreamModel(path, labels_path, threads=threads)
+    bare = StreamModel(path, labels_path, threads=threads, split=False)  # the original model's invoke()
     bare.step(clip[0])  # a real frame and real states in its buffers
 
     def ours(frame: np.ndarray) -> list:
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="a0", help="a0, a1, a2 or a path (default a0)")
     p.add_argument("--frames", type=int, default=1000, help="frames per path (default 1000)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads for all three paths (default 1)")
-    p.add_argument("--state-policy", default="capped", choices=["cumulative", "capped", "windowed"],
-                   help="our engine's policy (default capped, the daemon's)")
+    p.add_argument("--state-policy", default="window", choices=["window", "ema", "cumulative"],
+                   help="our engine's policy (default window, the daemon's)")
     p.add_argument("--block", type=int, default=50, help="frames per path before switching to the next (default 50)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)

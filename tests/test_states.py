@@ -188,3 +188,14 @@ def test_engine_feature_is_the_window_mean_the_head_scored(tiny_model_path, tiny
         np.testing.assert_allclose(engine.feature, want, atol=1e-6)
         np.testing.assert_allclose(logits[:4], 10 * want, atol=1e-5)
     assert engine.split is True
+
+
+def test_a_tie_goes_to_the_lower_class_index_whatever_k(tiny_model_path, tiny_labels_path, solid):
+    from edge.prediction import softmax
+
+    engine = Engine(ModelConfig(name=str(tiny_model_path), labels=str(tiny_labels_path), state_policy="cumulative"))
+    engine.step(solid(GREEN))
+    probs = softmax(engine.step(solid(RED)))  # logits [5, 5, 0, 1.67, 0]: red and green tie
+    assert probs[0] == probs[1]
+    assert [engine.top(probs, k)[0].label for k in (1, 2, 3, 5)] == ["red"] * 4
+    assert [s.label for s in engine.top(probs, 2)] == ["red", "green"]
