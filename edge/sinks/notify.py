@@ -406,7 +406,7 @@ class NotifySink(Sink):
         self._stop.set()
         self._wake.set()
         if self._worker is not None:
-            self._worker.join(10.0)
+            self._worker.join(5.0)  # systemd kills at TimeoutStopSec=10; what is unsent stays spooled
             if self._worker.is_alive():
                 logger.warning("notify: a send was still in progress at stop; its message stays spooled")
         if self.spool is not None:
