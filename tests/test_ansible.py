@@ -122,6 +122,14 @@ def _container_init(nspawn: int) -> int:
     return 0
 
 
+def _poweroff_with_parent() -> None:
+    """In the nspawn child: SIGTERM (a clean poweroff) when pytest dies, even by SIGKILL."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Device:
     """One booted container: commands inside it, and ansible-playbook against it over SSH."""
 
@@ -185,7 +193,8 @@ class Device:
         self.boot = subprocess.Popen(
             ["systemd-nspawn", "-D", str(self.root), "-b", "--register=no", "--keep-unit", "--resolv-conf=copy-host",
              "-M", self.name, f"--bind={pip_cache}:/root/.cache/pip"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_poweroff_with_parent)
         log.close()
         deadline = time.monotonic() + 60
         while not self.init_pid and time.monotonic() < deadline and self.boot.poll() is None:
@@ -290,12 +299,18 @@ def device(tmp_path_factory):
         pytest.skip(reason)
     rootfs = cached_rootfs()
     dev = Device(tmp_path_factory.mktemp("fleet"))
+
+    def interrupted(signum, frame):  # `timeout` sends SIGTERM: clean up as for Ctrl-C
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         dev.prepare(rootfs)
         dev.start()
         yield dev
     finally:
         dev.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="module")
