@@ -40,7 +40,7 @@ import numpy as np
 
 from edge.atomic import write_bytes_atomic
 from edge.errors import EdgeError
-from edge.labels import LabelIndex
+from edge.labels import LabelIndex, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -206,10 +206,6 @@ class Head:
 
     # ------------------------------------------------------------------ facts
 
-    @property
-    def labels(self) -> list[str]:
-        return list(self.classes)
-
     def class_index(self) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
         return np.array([index[e.cls] for e in self.examples], np.intp)
@@ -259,8 +255,8 @@ class Head:
         """Drop a class and its examples; returns the name removed."""
         found = self.find(name)
         if found is None:
-            close = LabelIndex(self.classes).close(name)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(LabelIndex(self.classes).close(name))
+            hint = f" ({hint})" if hint else ""
             raise EdgeError(f"no class {name!r} in the head{hint}: `edge learn list` shows the classes")
         keep = [i for i, e in enumerate(self.examples) if e.cls != found]
         self.examples = [self.examples[i] for i in keep]
