@@ -497,8 +497,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
             clips, session = _learn_record(args, cfg)
             if clips:
                 learn.add_clips(head, engine, [(args.name, clips)], session)
-        head.save(head_file)
-        print(learn.format_list(head, str(head_file)))
+        _learn_save(head, head_file, cfg)
         return 0
     if getattr(args, "false_accept", None) is not None and not 0 <= args.false_accept < 1:
         raise EdgeError("--false-accept must be a fraction from 0 to below 1 (0.05 = 5%)")
@@ -507,17 +506,28 @@ def cmd_learn(args: argparse.Namespace) -> int:
         print(learn.format_list(head, str(head_file)))
     elif args.learn_action == "remove":
         print(f"removed class {head.remove(args.name)!r}")
-        head.save(head_file)
-        print(learn.format_list(head, str(head_file)))
+        _learn_save(head, head_file, cfg)
     else:
         report = learn.evaluate(head, args.false_accept)
+        print(json.dumps(report) if args.json else learn.format_eval(report, str(head_file)))
         if args.save:
             head.refit(report["false_accept_target"])
-            head.save(head_file)
-        print(json.dumps(report) if args.json else learn.format_eval(report, str(head_file)))
-        if args.save and not args.json:
-            print(f"saved threshold {head.threshold:.3f} to {head_file}")
+            _learn_save(head, head_file, cfg, summary="" if args.json else f"saved threshold {head.threshold:.3f} to "
+                                                                          f"{head_file}")
     return 0
+
+
+def _learn_save(head, head_file: Path, cfg, summary: str | None = None) -> None:
+    """Write the head file, say what it holds (or ``summary``; "" says nothing) and how the service picks it up."""
+    from edge import learn
+    from edge.service import find_status
+
+    head.save(head_file)
+    if summary != "":
+        print(learn.format_list(head, str(head_file)) if summary is None else summary)
+    if summary != "" and cfg.model.head and learn.head_path(None, cfg.model.head) == head_file:
+        if learn.service_pid(find_status(cfg.status.path)) is not None:
+            print("the running service reads it on reload: sudo systemctl reload edge")
 
 
 def _learn_record(args: argparse.Namespace, cfg):

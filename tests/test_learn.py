@@ -708,3 +708,23 @@ def test_record_from_a_file_source_adds_a_session_as_one_recording(tmp_path, tin
     assert len({e.recording for e in loaded.examples}) == 1 and loaded.examples[0].recording.startswith("rec-")
     assert sorted(p.suffix for p in (tmp_path / "state" / "learn" / "stop").iterdir()) == [".jpg", ".jpg", ".mp4",
                                                                                          ".mp4"]
+
+
+def test_saving_the_configured_head_says_how_the_running_service_picks_it_up(tmp_path, capsys):
+    head = _head().save(tmp_path / "my.head")
+    status = tmp_path / "status.json"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(json.dumps({"model": {"head": str(head)}, "status": {"path": str(status)}}))
+    assert cli.main(["learn", "remove", "z", "-c", str(cfg)]) == 0
+    assert "systemctl reload" not in capsys.readouterr().out  # no service running
+    status.write_text(json.dumps({"pid": 1}))
+    assert cli.main(["learn", "remove", "b", "-c", str(cfg)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("the running service reads it on reload: sudo systemctl reload edge")
+    assert cli.main(["learn", "eval", "--save", "--head", str(tmp_path / "other.head"), "-c", str(cfg)]) == 2
+
+
+def test_eval_save_json_prints_only_json(tmp_path, capsys):
+    head = _head().save(tmp_path / "my.head")
+    assert cli.main(["learn", "eval", "--save", "--json", "--false-accept", "0.2", "--head", str(head)]) == 0
+    assert json.loads(capsys.readouterr().out)["false_accept_target"] == 0.2
+    assert Head.load(head).false_accept == 0.2
