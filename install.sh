@@ -689,7 +689,10 @@ system_uninstall() {
 ARM32_APT=(python3-numpy python3-opencv python3-yaml python3-av)
 ARM32_DEV_APT=(python3-pil)                                   # pillow: no armv7l wheel either
 ARM32_FROM_APT=(numpy opencv-python-headless pyyaml av pillow) # requirements apt provides there
-FROM_APT=()                                                   # requirements pip leaves to apt
+# --dev's deployment tools run on the machine that deploys, not on the Pi, and need
+# cryptography, which has no armv7l wheel either (pip would compile cffi): left out there
+ARM32_NOT_HERE=(ansible-core ansible-lint)
+FROM_APT=() # requirements pip leaves alone (apt's, or not for this board)
 
 platform_preflight() {
     local machine bits py
@@ -710,10 +713,11 @@ platform_preflight() {
     say "32-bit Arm ($machine, Python $py): tflite-runtime with numpy, OpenCV, PyYAML and PyAV from apt (the 64-bit OS runs the about 10x faster ai-edge-litert)"
     FORCE_TFLITE=1
     VENV_ARGS=(--system-site-packages)
-    FROM_APT=("${ARM32_FROM_APT[@]}")
+    FROM_APT=("${ARM32_FROM_APT[@]}" "${ARM32_NOT_HERE[@]}")
     local want=("${ARM32_APT[@]}") pkg missing=()
     if ((DEV)); then
         want+=("${ARM32_DEV_APT[@]}")
+        say "leaving out ${ARM32_NOT_HERE[*]} (--dev's deployment tools: run them on the machine that deploys)"
     fi
     for pkg in "${want[@]}"; do
         # shellcheck disable=SC2016 # a dpkg-query format, not a shell expansion
