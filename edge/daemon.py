@@ -1,12 +1,12 @@
 """The live daemon: wiring and start/stop order. The only module that imports every stage.
 
     capture thread --> FrameRing --> inference thread --> SinkRunner threads
-      (source.read)                   (sampler, engine,      (log, overlay,
-                                       smoother, rules)       gpio, clip)
+    (capture/supervisor.py) (ring.py)  (inference.py:        (sinks/: log, overlay,
+                                        pipeline.py's step)   gpio, clip, notify)
 
 The main thread only waits: it writes status.json, pings the systemd watchdog
 while the pipeline is alive, logs a stats line a minute and applies a SIGHUP
-reload. Signal handlers only set flags. Stop order: capture, inference, active
+reload; what it counts and writes is edge/status.py. Signal handlers only set flags. Stop order: capture, inference, active
 events ended, sinks flushed and closed.
 """
 
@@ -17,29 +17,25 @@ import os
 import signal
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-
-import numpy as np
 
 from edge import config as config_mod
 from edge import sinks as sink_registry
 from edge.capture import FrameSource, describe_spec, open_source
-from edge.capture.base import Frame
 from edge.capture.auto import AutoSource
 from edge.capture.picamera import PicameraSource
-from edge.capture.supervisor import CaptureStats, CaptureSupervisor, health_limit
+from edge.capture.supervisor import CaptureSupervisor, health_limit
 from edge.config import Config, LogSinkConfig
 from edge.engine import Engine
 from edge.errors import EdgeError
-from edge.pipeline import STAGES, Pipeline
-from edge.prediction import Prediction
+from edge.inference import InferenceLoop
+from edge.pipeline import Pipeline
 from edge.ring import FrameRing
 from edge.service import Notifier, default_status_path, write_atomic
 from edge.sinks.base import SinkContext, SinkRunner
-from edge.smoothing import Event, RuleTracker
+from edge.status import Stats, snapshot, stats_line, status_line
 
 logger = logging.getLogger(__name__)
 
@@ -68,42 +64,6 @@ class Overrides:
         return cfg
 
 
-@dataclass
-class Stats(CaptureStats):
-    """The capture thread's counts (CaptureStats) and the inference thread's."""
-
-    started: float = field(default_factory=time.time)
-    started_mono: float = field(default_factory=time.monotonic)
-    inferences: int = 0
-    sampled_out: int = 0  # frames the 5 fps sampler skipped (a faster source)
-    overrun_drops: int = 0  # due frames skipped because inference ran late
-    resets: int = 0
-    last_infer_mono: float = 0.0
-    infer_beat: float = field(default_factory=time.monotonic)
-    infer_times: deque = field(default_factory=lambda: deque(maxlen=64))
-    latency: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=300) for s in STAGES})
-
-    @staticmethod
-    def rate(times: deque, window: float = 5.0) -> float:
-        if len(times) < 2:
-            return 0.0
-        now = time.monotonic()
-        recent = [t for t in times if now - t <= window]
-        if len(recent) < 2:
-            return 0.0
-        span = recent[-1] - recent[0]
-        return (len(recent) - 1) / span if span > 0 else 0.0
-
-    def percentiles(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for stage, values in self.latency.items():
-            if values:
-                arr = np.fromiter(values, dtype=np.float64)
-                out[stage] = {"p50_ms": round(float(np.percentile(arr, 50)) * 1000, 2),
-                              "p95_ms": round(float(np.percentile(arr, 95)) * 1000, 2)}
-        return out
-
-
 class Daemon:
     # seconds without a source before READY=1 is sent anyway: well under the unit's TimeoutStartSec
     # (systemd/edge.service; tests/test_structure.py checks the two together)
@@ -120,18 +80,19 @@ class Daemon:
         self.ring: FrameRing | None = None
         self.source: FrameSource | None = None
         self.runners: list[SinkRunner] = []
-        self.pipeline: Pipeline | None = None
         self.status_path = Path(self.cfg.status.path) if self.cfg.status.path else default_status_path()
         self.ready = threading.Event()  # first inference done
         self.finished = threading.Event()  # the source ended (file without loop)
         self.exit_code = 0
         self._shut_down = False
-        self._pending: Pipeline | None = None
-        self._pending_lock = threading.Lock()
         self._reload_flag = threading.Event()
         self.capture: CaptureSupervisor | None = None
-        self._infer_thread: threading.Thread | None = None
-        self._last: Prediction | None = None
+        self.inference: InferenceLoop | None = None
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The pipeline the inference thread runs now (None before start)."""
+        return self.inference.pipeline if self.inference is not None else None
 
     # ------------------------------------------------------------------ building
 
@@ -158,17 +119,20 @@ class Daemon:
 
     def start(self) -> None:
         """Open model, source and sinks; start the threads. Raises EdgeError on a setup mistake."""
-        self.pipeline = Pipeline.build(self.cfg)
+        pipeline = Pipeline.build(self.cfg)
         self.source = self.source_factory(self.cfg)
         self.ring = FrameRing(self._ring_capacity(self.cfg, self.source), max_bytes=int(self.cfg.source.ring_mb * 2**20))
         self.capture = CaptureSupervisor(self.ring, self.stats, self.stop_event)
         self.capture.open(self.source)
-        self.runners = self._build_sinks(self.cfg, self.pipeline.labels)
+        self.runners = self._build_sinks(self.cfg, pipeline.labels)
         for r in self.runners:
             r.start()
         self._start_capture(self.cfg)
-        self._infer_thread = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
-        self._infer_thread.start()
+        self.inference = InferenceLoop(pipeline, self.ring, self.stats, self.stop_event, sinks=lambda: self.runners,
+                                       realtime=lambda: self.source is not None and self.source.realtime,
+                                       gap_reset_seconds=self.cfg.source.gap_reset_seconds,
+                                       ready=self.ready, finished=self.finished)
+        self.inference.start()
 
     def _start_capture(self, cfg: Config) -> None:
         self.capture.start(self.source, cfg.source)
@@ -195,9 +159,9 @@ class Daemon:
             self.exit_code = 1
         if self.ring is not None:
             self.ring.close()
-        if self._infer_thread is not None:
-            self._infer_thread.join(3.0)
-        self._end_events("stopped")
+        if self.inference is not None:
+            self.inference.join(3.0)
+            self.inference.end_events("stopped")
         for r in self.runners:
             r.close(timeout=2.0)
         self._write_status()  # before forgetting the sinks: the last status.json keeps their final counts
@@ -280,89 +244,6 @@ class Daemon:
             return now - s.last_infer_mono < limit
         return True
 
-    # ------------------------------------------------------------------ inference thread
-
-    def _infer_loop(self) -> None:
-        ring = self.ring
-        last_seq = 0
-        last_t: float | None = None
-        gap = self.cfg.source.gap_reset_seconds
-        while not self.stop_event.is_set():
-            self.stats.infer_beat = time.monotonic()
-            with self._pending_lock:
-                if self._pending is not None:
-                    self._swap_pipeline(self._pending, last_t)
-                    self._pending = None
-            p = self.pipeline
-            frames = ring.newer(last_seq, timeout=0.5)
-            if not frames:
-                if ring.closed and not ring.unread():
-                    self.finished.set()
-                    return
-                continue
-            last_seq = frames[-1].seq
-            due = [f for f in frames if p.sampler.accept(f.t)]
-            self.stats.sampled_out += len(frames) - len(due)
-            if not due:
-                continue
-            if len(due) > 1 and self.source is not None and self.source.realtime:
-                self.stats.overrun_drops += len(due) - 1
-                due = due[-1:]
-            for frame in due:
-                if last_t is not None and (frame.t - last_t > gap or frame.t < last_t):
-                    self._reset_state(p, frame.t, f"{frame.t - last_t:.1f} s gap in frames")
-                last_t = frame.t
-                try:
-                    self._infer(p, frame)
-                except Exception as err:  # never let one bad frame kill the daemon
-                    self.stats.last_error = f"inference: {err}"
-                    logger.exception("inference failed on frame %d", frame.seq)
-
-    def _reset_state(self, p: Pipeline, t: float, why: str) -> None:
-        logger.info("resetting model state: %s", why)
-        p.reset()
-        self.stats.resets += 1
-        self._end_all(p.tracker, t, "reset")
-
-    def _infer(self, p: Pipeline, frame: Frame) -> None:
-        pred, events = p.step(frame, model_fps=Stats.rate(self.stats.infer_times),
-                              drops=self.ring.dropped + self.stats.overrun_drops)
-        self._last = pred  # before publishing: a stop that follows ends events with this one as the latest
-        self._publish(events, pred)
-        for runner in self.runners:
-            runner.submit(pred)
-        for stage, value in pred.latency.items():
-            self.stats.latency[stage].append(value)
-        now = time.monotonic()
-        self.stats.inferences += 1
-        self.stats.last_infer_mono = now
-        self.stats.infer_times.append(now)
-        self.ready.set()
-
-    def _publish(self, events: list[Event], latest: Prediction | None) -> None:
-        """Every event phase goes to every sink in its own envelope, with the latest prediction."""
-        for ev in events:
-            if ev.phase == "start":
-                logger.info("event %s start at %.1f s (score %.2f)", ev.rule, ev.t, ev.score)
-            else:
-                logger.info("event %s end at %.1f s (%s)", ev.rule, ev.t, ev.reason)
-            for runner in self.runners:
-                runner.submit_event(ev, latest)
-
-    def _end_all(self, tracker: RuleTracker, t: float, reason: str) -> None:
-        """End the tracker's active events and send the end events to the sinks."""
-        self._publish(tracker.end_all(t, reason), self._last)
-
-    def _end_events(self, reason: str) -> None:
-        if self.pipeline is not None:
-            self._end_all(self.pipeline.tracker, self._last.t if self._last else 0.0, reason)
-
-    def _swap_pipeline(self, new: Pipeline, last_t: float | None) -> None:
-        old = self.pipeline
-        if old is not None and old.tracker is not new.tracker:
-            self._end_all(old.tracker, last_t or 0.0, "reload")
-        self.pipeline = new
-
     # ------------------------------------------------------------------ reload
 
     def reload(self) -> bool:
@@ -394,8 +275,7 @@ class Daemon:
             for r in runners or []:  # built, never started
                 r.close(timeout=0.1)
             return False
-        with self._pending_lock:
-            self._pending = pipeline
+        self.inference.swap(pipeline)
         if runners is not None:
             for r in self.runners:
                 r.close(timeout=2.0)
@@ -439,46 +319,18 @@ class Daemon:
 
     # ------------------------------------------------------------------ status
 
-    def _top3(self) -> list[dict]:
-        last = self._last
-        return [s.as_dict() for s in last.smoothed_top[:3]] if last else []
-
     def _status_line(self) -> str:
-        top = self._top3()
-        best = f"{top[0]['label']} {top[0]['score']:.2f}" if top else "-"
-        return f"{Stats.rate(self.stats.infer_times):.1f} fps, top: {best}, source {self.stats.source_state}"
+        return status_line(self.stats, self.inference.last if self.inference else None)
 
     def _stats_line(self) -> str:
-        s = self.stats
-        lat = s.percentiles().get("total", {})
-        return (f"in {Stats.rate(s.in_times):.1f} fps, model {Stats.rate(s.infer_times):.1f} fps, "
-                f"{s.inferences} inferences, drops ring {self.ring.dropped if self.ring else 0} overrun {s.overrun_drops}, "
-                f"latency p50 {lat.get('p50_ms', 0)} ms p95 {lat.get('p95_ms', 0)} ms, reopens {s.reopens}, "
-                f"sinks {'ok' if all(r.health()['ok'] for r in self.runners) else 'degraded'}")
+        return stats_line(self.stats, self.ring.dropped if self.ring else 0, self.runners)
 
     def snapshot(self) -> dict[str, Any]:
-        s = self.stats
-        p = self.pipeline
-        active = p.tracker.active() if p else {}
-        return {
-            "pid": os.getpid(),
-            "updated": time.time(),
-            "started": s.started,
-            "uptime_s": round(time.monotonic() - s.started_mono, 1),
-            "source": {"name": self.source.name if self.source else None, "state": s.source_state,
-                       "fps": round(Stats.rate(s.in_times), 2), "frames": s.frames_in, "reopens": s.reopens},
-            "model": {"name": p.engine.describe() if p else None, "fps": round(Stats.rate(s.infer_times), 2),
-                      "inferences": s.inferences, "resets": s.resets},
-            "drops": {"ring": self.ring.dropped if self.ring else 0, "overrun": s.overrun_drops,
-                      "subsampled": s.sampled_out},
-            "latency": s.percentiles(),
-            "top": self._top3(),
-            "active_events": [{"rule": name, "since": round(ev.start, 2), "peak": round(ev.peak, 3)}
-                              for name, ev in active.items()],
-            "sinks": [r.health() for r in self.runners],
-            "healthy": self.healthy(),
-            "last_error": s.last_error,
-        }
+        """status.json's content now."""
+        return snapshot(self.stats, source_name=self.source.name if self.source else None, pipeline=self.pipeline,
+                        ring_dropped=self.ring.dropped if self.ring else 0,
+                        last=self.inference.last if self.inference else None, runners=self.runners,
+                        healthy=self.healthy())
 
     def _write_status(self) -> None:
         try:

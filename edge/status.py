@@ -1,4 +1,6 @@
-"""Reading the running daemon from a shell: ``edge status`` and ``edge tail``."""
+"""The daemon's status: what it counts (:class:`Stats`), the status.json it writes (:func:`snapshot`),
+and reading it from a shell (``edge status``, ``edge tail``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +8,109 @@ import json
 import os
 import sys
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edge.capture.supervisor import CaptureStats
 from edge.errors import EdgeError
+
+if TYPE_CHECKING:
+    from edge.pipeline import Pipeline
+    from edge.prediction import Prediction
+    from edge.sinks.base import SinkRunner
+
+
+def _stage_latencies() -> dict[str, deque]:
+    from edge.pipeline import STAGES
+
+    return {s: deque(maxlen=300) for s in STAGES}
+
+
+@dataclass
+class Stats(CaptureStats):
+    """The capture thread's counts (CaptureStats) and the inference thread's."""
+
+    started: float = field(default_factory=time.time)
+    started_mono: float = field(default_factory=time.monotonic)
+    inferences: int = 0
+    sampled_out: int = 0  # frames the 5 fps sampler skipped (a faster source)
+    overrun_drops: int = 0  # due frames skipped because inference ran late
+    resets: int = 0
+    last_infer_mono: float = 0.0
+    infer_beat: float = field(default_factory=time.monotonic)
+    infer_times: deque = field(default_factory=lambda: deque(maxlen=64))
+    latency: dict[str, deque] = field(default_factory=_stage_latencies)
+
+    @staticmethod
+    def rate(times: deque, window: float = 5.0) -> float:
+        if len(times) < 2:
+            return 0.0
+        now = time.monotonic()
+        recent = [t for t in times if now - t <= window]
+        if len(recent) < 2:
+            return 0.0
+        span = recent[-1] - recent[0]
+        return (len(recent) - 1) / span if span > 0 else 0.0
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        import numpy as np
+
+        out = {}
+        for stage, values in self.latency.items():
+            if values:
+                arr = np.fromiter(values, dtype=np.float64)
+                out[stage] = {"p50_ms": round(float(np.percentile(arr, 50)) * 1000, 2),
+                              "p95_ms": round(float(np.percentile(arr, 95)) * 1000, 2)}
+        return out
+
+
+def top3(last: Prediction | None) -> list[dict]:
+    return [s.as_dict() for s in last.smoothed_top[:3]] if last else []
+
+
+def status_line(stats: Stats, last: Prediction | None) -> str:
+    """systemd's STATUS= line (``systemctl status edge``)."""
+    top = top3(last)
+    best = f"{top[0]['label']} {top[0]['score']:.2f}" if top else "-"
+    return f"{Stats.rate(stats.infer_times):.1f} fps, top: {best}, source {stats.source_state}"
+
+
+def stats_line(stats: Stats, ring_dropped: int, runners: list[SinkRunner]) -> str:
+    """The stats line logged once a minute."""
+    s = stats
+    lat = s.percentiles().get("total", {})
+    return (f"in {Stats.rate(s.in_times):.1f} fps, model {Stats.rate(s.infer_times):.1f} fps, "
+            f"{s.inferences} inferences, drops ring {ring_dropped} overrun {s.overrun_drops}, "
+            f"latency p50 {lat.get('p50_ms', 0)} ms p95 {lat.get('p95_ms', 0)} ms, reopens {s.reopens}, "
+            f"sinks {'ok' if all(r.health()['ok'] for r in runners) else 'degraded'}")
+
+
+def snapshot(stats: Stats, *, source_name: str | None, pipeline: Pipeline | None, ring_dropped: int,
+             last: Prediction | None, runners: list[SinkRunner], healthy: bool) -> dict[str, Any]:
+    """The content of status.json (:func:`format_status` shows it)."""
+    s = stats
+    p = pipeline
+    active = p.tracker.active() if p else {}
+    return {
+        "pid": os.getpid(),
+        "updated": time.time(),
+        "started": s.started,
+        "uptime_s": round(time.monotonic() - s.started_mono, 1),
+        "source": {"name": source_name, "state": s.source_state,
+                   "fps": round(Stats.rate(s.in_times), 2), "frames": s.frames_in, "reopens": s.reopens},
+        "model": {"name": p.engine.describe() if p else None, "fps": round(Stats.rate(s.infer_times), 2),
+                  "inferences": s.inferences, "resets": s.resets},
+        "drops": {"ring": ring_dropped, "overrun": s.overrun_drops, "subsampled": s.sampled_out},
+        "latency": s.percentiles(),
+        "top": top3(last),
+        "active_events": [{"rule": name, "since": round(ev.start, 2), "peak": round(ev.peak, 3)}
+                          for name, ev in active.items()],
+        "sinks": [r.health() for r in runners],
+        "healthy": healthy,
+        "last_error": s.last_error,
+    }
 
 
 def _ago(seconds: float) -> str:
