@@ -1,8 +1,9 @@
 """FrameRing: the last few seconds of frames, bounded, shared by capture and inference.
 
-Bounded twice: by a number of frames (``ring_seconds`` x the source's fps) and by
-a byte budget (``source.ring_mb``), so a big source cannot take the board's memory
-whatever its resolution or frame rate. ``put`` never blocks: when either bound is
+Bounded three ways: by time (``source.ring_seconds`` of frames, by their ``t``),
+by a number of frames (a safety net for a source whose clock stands still) and by
+a byte budget (``source.ring_mb``), so a big or fast source cannot take the
+board's memory whatever its resolution or frame rate. ``put`` never blocks: when either bound is
 reached it drops the oldest frames (never the newest) and counts those the reader
 had not seen. The
 inference thread reads the frames newer than the last one it saw; the clip sink
@@ -21,13 +22,16 @@ from edge.capture.base import Frame
 
 
 class FrameRing:
-    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None, seconds: float | None = None) -> None:
         if capacity < 2:
             raise ValueError("ring capacity must be >= 2")
         if max_bytes is not None and max_bytes <= 0:
             raise ValueError("ring byte budget must be > 0")
+        if seconds is not None and seconds <= 0:
+            raise ValueError("ring seconds must be > 0")
         self.capacity = capacity
         self.max_bytes = max_bytes  # None: bounded by frames only
+        self.seconds = seconds  # None: not bounded by time
         self._frames: deque[Frame] = deque()
         self._bytes = 0  # pixels held now
         self._frame_bytes = 0  # size of the newest frame
@@ -66,7 +70,9 @@ class FrameRing:
             self._frame_bytes = size
             self.pushed += 1
             while len(self._frames) > 1 and (len(self._frames) > self.capacity
-                                             or (self.max_bytes is not None and self._bytes > self.max_bytes)):
+                                             or (self.max_bytes is not None and self._bytes > self.max_bytes)
+                                             or (self.seconds is not None
+                                                 and frame.t - self._frames[0].t > self.seconds)):
                 oldest = self._frames.popleft()
                 self._bytes -= oldest.pixels.nbytes
                 if oldest.seq > self._read_seq:

@@ -323,17 +323,26 @@ def test_camera_present_never_raises(fake_picamera2, monkeypatch):
 
 
 def test_auto_source_picks_the_camera_when_present(fake_picamera2):
+    from edge.capture.auto import AutoSource
+
     src = open_source("auto", None, width=320, height=240, fps=15)
-    assert isinstance(src, PicameraSource)
+    assert isinstance(src, AutoSource)  # the probe happens at open, so a camera that appears later is found
+    src.open()
+    assert isinstance(src.inner, PicameraSource) and src.name == "picamera2"
+    assert (src.inner.width, src.inner.height) == (320, 240)
+    src.close()
+    assert src.inner is None
 
 
-def test_auto_source_without_picamera2_falls_back_or_explains(no_picamera2):
+def test_auto_source_without_picamera2_waits_or_falls_back(no_picamera2):
+    src = open_source("auto", None)
     try:
-        src = open_source("auto", None)
-    except EdgeError as err:
+        src.open()
+    except SourceError as err:  # no camera at all: waited for (the supervisor retries), never fatal
         assert "picamera2 (picamera2 not importable" in str(err)
     else:
         assert src.name.startswith("v4l2:")
+        src.close()
 
 
 # --------------------------------------------------------------------------- through the daemon

@@ -301,3 +301,16 @@ def test_a_1080p_clip_stays_within_the_ring_budget(tmp_path):
             assert ring.bytes <= budget
     assert ring.pushed == 30
     assert len(ring) == budget // (360 * 640 * 3)
+
+
+@pytest.mark.parametrize("seconds, put_t, holds", [
+    (0.25, [0.0, 0.1, 0.2], [1, 2, 3]),
+    (0.25, [0.0, 0.1, 0.2, 0.3], [2, 3, 4]),  # 0.0 is more than 0.25 s before 0.3
+    (0.25, [0.0, 5.0], [2]),  # a gap: everything older goes, the newest stays
+    (10.0, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], [3, 4, 5, 6]),  # the frame bound (4) still holds
+])
+def test_the_ring_keeps_ring_seconds_of_frames_whatever_the_rate(seconds, put_t, holds):
+    ring = FrameRing(4, seconds=seconds)
+    for seq, t in enumerate(put_t, start=1):
+        ring.put(frame(seq, t))
+    assert seqs(ring.since(0)) == holds

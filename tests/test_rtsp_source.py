@@ -8,7 +8,9 @@ import time
 import pytest
 from rtsp import RtspServer, long_clip, skip_reason
 
-from edge.capture import SourceError, open_source
+from edge.capture import SourceError
+from edge.capture.opencv import OpenCVSource
+from edge.capture.pyav import PyAVSource
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,14 @@ def clip(tmp_path_factory):
     return long_clip(shared, tmp_path_factory.mktemp("rtsp") / "long.avi")
 
 
+@pytest.fixture(params=[PyAVSource, OpenCVSource], ids=["pyav", "opencv"])
+def stream(request):
+    """``stream(url, **kw)``: an unopened RTSP source through each decoder (PyAV, and OpenCV where PyAV is missing)."""
+    if request.param is PyAVSource:
+        pytest.importorskip("av")
+    return request.param.stream
+
+
 @pytest.fixture
 def server(clip):
     srv = RtspServer(clip).start()
@@ -35,8 +45,8 @@ def read_n(src, n: int) -> list:
     return [src.read() for _ in range(n)]
 
 
-def test_frames_arrive_scaled_and_stamped(server):
-    src = open_source("rtsp", server.url, width=128, height=128, timeout=3.0)
+def test_frames_arrive_scaled_and_stamped(server, stream):
+    src = stream(server.url, width=128, height=128, timeout=3.0)
     with src:
         frames = read_n(src, 10)
     assert all(f.pixels.shape == (128, 128, 3) for f in frames)  # 172x172 fitted inside 128x128
@@ -44,8 +54,8 @@ def test_frames_arrive_scaled_and_stamped(server):
     assert ts == sorted(ts)
 
 
-def test_a_killed_server_is_a_source_error_and_the_source_reopens_when_it_is_back(server):
-    src = open_source("rtsp", server.url, timeout=2.0)
+def test_a_killed_server_is_a_source_error_and_the_source_reopens_when_it_is_back(server, stream):
+    src = stream(server.url, timeout=2.0)
     src.open()
     read_n(src, 5)
     server.kill()
@@ -60,8 +70,8 @@ def test_a_killed_server_is_a_source_error_and_the_source_reopens_when_it_is_bac
     src.close()
 
 
-def test_a_frozen_server_ends_a_read_within_a_few_timeouts(server):
-    src = open_source("rtsp", server.url, timeout=1.0)
+def test_a_frozen_server_ends_a_read_within_a_few_timeouts(server, stream):
+    src = stream(server.url, timeout=1.0)
     src.open()
     read_n(src, 5)
     server.freeze()
@@ -76,9 +86,9 @@ def test_a_frozen_server_ends_a_read_within_a_few_timeouts(server):
         src.close()
 
 
-def test_a_password_never_reaches_the_name_or_the_errors(server, caplog):
+def test_a_password_never_reaches_the_name_or_the_errors(server, stream, caplog):
     url = server.url.replace("rtsp://", "rtsp://admin:s3cret@")
-    src = open_source("rtsp", url, timeout=2.0)
+    src = stream(url, timeout=2.0)
     assert "s3cret" not in src.name
     with src:
         src.read()

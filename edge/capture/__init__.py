@@ -1,7 +1,9 @@
 """Frame sources and the factory that builds the configured one.
 
     open_source(kind, spec) --> PicameraSource (picamera.py)   a Pi CSI camera
-                            --> OpenCVSource   (opencv.py)     a V4L2 device, a video file, an RTSP stream
+                            --> OpenCVSource   (opencv.py)     a V4L2 device (and files, streams without PyAV)
+                            --> PyAVSource     (pyav.py)       a video file, an RTSP stream
+                            --> AutoSource     (auto.py)       whichever camera is there, waited for when none is
     FakeSource (fake.py): frames from a list or generator, for tests and dry runs
     CaptureSupervisor (supervisor.py): the capture thread that reads one into the ring
 
@@ -10,8 +12,6 @@ without picamera2 (or a laptop) never imports it.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from edge.capture.base import Frame, FrameSource, SourceError, describe_spec
 from edge.errors import EdgeError
@@ -34,15 +34,11 @@ def open_source(kind: str, spec: str | None, *, width: int = 640, height: int = 
     if kind == "file":
         if not spec:
             raise EdgeError("source.kind is file but source.spec (the video path) is empty")
-        from edge.capture.opencv import OpenCVSource
-
-        return OpenCVSource.file(spec, loop=loop, paced=paced, width=width, height=height)
+        return _decoder().file(spec, loop=loop, paced=paced, width=width, height=height)
     if kind == "rtsp":
         if not spec:
             raise EdgeError("source.kind is rtsp but source.spec (the URL) is empty")
-        from edge.capture.opencv import OpenCVSource
-
-        return OpenCVSource.stream(spec, width=width, height=height, timeout=timeout)
+        return _decoder().stream(spec, width=width, height=height, timeout=timeout)
     if kind == "v4l2":
         from edge.capture.opencv import OpenCVSource
 
@@ -52,26 +48,22 @@ def open_source(kind: str, spec: str | None, *, width: int = 640, height: int = 
 
         return PicameraSource(width=width, height=height, fps=fps, timeout=_camera_timeout(fps))
     if kind == "auto":
-        return _auto(width, height, fps)
+        from edge.capture.auto import AutoSource
+
+        return AutoSource(width=width, height=height, fps=fps)  # no camera yet: waited for, like any camera
     raise EdgeError(f"unknown source kind {kind!r} (known: auto, picamera2, v4l2, file, rtsp)")
 
 
-def _auto(width: int, height: int, fps: float) -> FrameSource:
-    tried = []
-    from edge.capture.picamera import PicameraSource, camera_present
+def _decoder():
+    """Files and streams: PyAV where it imports (it scales while it converts: no full-size copy of a 4K
+    frame), else OpenCV (a 32-bit board without python3-av)."""
+    from edge.capture import pyav
 
-    present, why = camera_present()
-    if present:
-        return PicameraSource(width=width, height=height, fps=fps, timeout=_camera_timeout(fps))
-    tried.append(f"picamera2 ({why})")
-    devices = sorted(Path("/dev").glob("video[0-9]*"), key=lambda p: int(p.name[5:]))
-    if devices:
-        from edge.capture.opencv import OpenCVSource
+    if pyav.available():
+        return pyav.PyAVSource
+    from edge.capture.opencv import OpenCVSource
 
-        return OpenCVSource.device(str(devices[0]), width=width, height=height, fps=fps)
-    tried.append("v4l2 (no /dev/video* device)")
-    raise EdgeError("no camera found, tried: " + "; ".join(tried)
-                    + ": connect a camera, or set source.kind/spec (a file or an rtsp:// URL)")
+    return OpenCVSource
 
 
 __all__ = ["Frame", "FrameSource", "SourceError", "describe_spec", "open_source"]

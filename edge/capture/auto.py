@@ -45,9 +45,12 @@ def v4l2_devices(dev: str = "/dev", sysfs: str = "/sys/class/video4linux") -> li
 
 def probe_picamera(width: int, height: int, fps: float) -> FrameSource | str:
     from edge.capture.picamera import PicameraSource, camera_present
+    from edge.capture.supervisor import read_timeout
 
     present, why = camera_present()
-    return PicameraSource(width=width, height=height, fps=fps) if present else f"picamera2 ({why})"
+    if not present:
+        return f"picamera2 ({why})"
+    return PicameraSource(width=width, height=height, fps=fps, timeout=read_timeout(fps))
 
 
 def probe_v4l2(width: int, height: int, fps: float) -> FrameSource | str:

@@ -71,17 +71,32 @@ class OpenCVSource:
 
     def open(self) -> None:
         self.close()
+        # a loop file that was read once and is now gone or broken is waited for, like a camera
+        fail = SourceError if self.kind != "file" or (self.loop and self._opened) else EdgeError
         if self.kind == "file":
-            # a loop file that was read once and is now gone or broken is waited for, like a camera
-            fail = SourceError if self.loop and self._opened else EdgeError
             path = Path(self.spec)
             if not path.exists():
                 raise fail(f"video file {path} does not exist")
             if not os.access(path, os.R_OK):
                 raise fail(f"video file {path} is not readable (permissions)")
-            cap = cv2.VideoCapture(str(path))
+        size, fps, count = self._open_backend(fail)
+        self.fps = fps if 0 < fps <= 240 else 0.0  # some containers report nonsense
+        if self.kind == "file":
+            self.duration = count / self.fps if self.fps and 0 < count < 1e9 else 0.0
+            if self._opened:  # reopened (a loop file that came back): its time goes on from where it was
+                self._offset = self._last_pts + (1.0 / self.fps if self.fps else 0.04)
+        self._opened = True
+        self._t0 = None
+        fit = fit_within(*size, self.width, self.height)
+        shown = f"{size[0]}x{size[1]}" + (f", scaled to {fit[0]}x{fit[1]}" if fit else "")
+        logger.info("opened %s (%s, %.1f fps)", self.name, shown, self.fps)
+
+    def _open_backend(self, fail: type[Exception]) -> tuple[tuple[int, int], float, float]:
+        """Open the decoder (``self._cap``); (width, height), fps and frame count as the source declares them."""
+        if self.kind == "file":
+            cap = cv2.VideoCapture(self.spec)
             if not cap.isOpened():
-                raise fail(f"video file {path} could not be opened: not a video OpenCV can decode (corrupt, or an unsupported codec)")
+                raise fail(f"video file {self.spec} could not be opened: not a video OpenCV can decode (corrupt, or an unsupported codec)")
         elif self.kind == "v4l2":
             cap = cv2.VideoCapture(device_index(self.spec), cv2.CAP_V4L2)
             if not cap.isOpened():
@@ -97,20 +112,8 @@ class OpenCVSource:
             if not cap.isOpened():
                 raise SourceError(f"stream {self.name} could not be opened")
         self._cap = cap
-        self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        if self.fps > 240:  # some containers report nonsense
-            self.fps = 0.0
-        if self.kind == "file":
-            count = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0
-            self.duration = count / self.fps if self.fps and 0 < count < 1e9 else 0.0
-            if self._opened:  # reopened (a loop file that came back): its time goes on from where it was
-                self._offset = self._last_pts + (1.0 / self.fps if self.fps else 0.04)
-        self._opened = True
-        self._t0 = None
         size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        fit = fit_within(*size, self.width, self.height)
-        shown = f"{size[0]}x{size[1]}" + (f", scaled to {fit[0]}x{fit[1]}" if fit else "")
-        logger.info("opened %s (%s, %.1f fps)", self.name, shown, self.fps)
+        return size, float(cap.get(cv2.CAP_PROP_FPS) or 0.0), float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
 
     def close(self) -> None:
         if self._cap is not None:
@@ -119,22 +122,32 @@ class OpenCVSource:
 
     # ------------------------------------------------------------------ reading
 
+    def _advance(self) -> bool:
+        """Decode (or just demux) the next frame; False at the end or on a read error."""
+        return self._cap.grab()
+
+    def _position(self) -> float:
+        """The current frame's presentation time in seconds (files)."""
+        return self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+
+    def _rewind(self) -> None:
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+
     def _grab(self) -> float | None:
         """Advance one frame without converting it; its timestamp, or None at the end."""
-        cap = self._cap
-        if cap is None:
+        if self._cap is None:
             raise SourceError(f"{self.name} is not open")
-        if not cap.grab():
+        if not self._advance():
             if self.kind != "file":
                 raise SourceError(f"{self.name} stopped delivering frames")
             if not self.loop:
                 return None
             self._offset = self._last_pts + (1.0 / self.fps if self.fps else 0.04)
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            if not cap.grab():  # truncated or replaced in place: reopen it, with backoff, like a camera
+            self._rewind()
+            if not self._advance():  # truncated or replaced in place: reopen it, with backoff, like a camera
                 raise SourceError(f"{self.name} could not be read again from its start")
         if self.kind == "file":
-            pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 + self._offset
+            pts = self._position() + self._offset
             self._last_pts = pts
             return pts
         now = time.monotonic()
@@ -142,7 +155,8 @@ class OpenCVSource:
             self._t0 = now
         return now - self._t0
 
-    def _retrieve(self, t: float) -> Frame:
+    def _pixels(self):
+        """The current frame as RGB, at most width x height."""
         # decoded into the same buffer every frame: only the converted (and scaled) copy below leaves this
         # source, so a 4K stream costs one 4K buffer, not a fresh 25 MB one a frame for malloc to hold on to
         ok, bgr = self._cap.retrieve(self._decoded)
@@ -152,11 +166,13 @@ class OpenCVSource:
         fit = fit_within(bgr.shape[1], bgr.shape[0], self.width, self.height)
         if fit is not None:  # scaled before the colour conversion: it then works on fewer pixels
             bgr = self._scaled = cv2.resize(bgr, fit, self._scaled, interpolation=cv2.INTER_AREA)
-        self.size = (bgr.shape[1], bgr.shape[0])
         if bgr.ndim == 2:
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
-        else:
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def _retrieve(self, t: float) -> Frame:
+        rgb = self._pixels()
+        self.size = (rgb.shape[1], rgb.shape[0])
         frame = Frame(rgb, t, self._seq)
         self._seq += 1
         return frame

@@ -1,19 +1,40 @@
 """The capture thread: read a FrameSource into the FrameRing; notice a stall or a freeze; reopen with backoff.
 
-    source.read() --> frozen? --> numbered, stamped --> FrameRing.put
-          |  SourceError (vanished, frozen): close, wait (backoff doubles up to reopen_max_seconds), open again
-          |  EdgeError (cannot come back, e.g. the file was deleted): stop, the daemon exits 1
+    source.read() --> frozen? --> numbered, timed --> FrameRing.put
+          |  SourceError (vanished, frozen, not there yet): close, wait (backoff doubles up to
+          |      reopen_max_seconds), open again: no source kind is ever given up on
+          |  EdgeError (cannot come back, e.g. a file that was deleted): stop, the daemon exits 1
           '  None (the end of a file): close the ring, the daemon finishes
 
+    watcher: a read (or open) blocked for stall_seconds --> state "stalled"; the blocked thread is
+             left to return on its own and a new one reads a new source from the factory
+
 One :class:`CaptureSupervisor` lives as long as the daemon; a reload that
-changes the source stops it and starts it again on the new source. It numbers
-frames in one place: a source's own sequence numbers are kept, shifted only
-when they would go back (a reopened camera, a new source), so the ring's
-numbers only grow and a source's gaps stay visible.
+changes the source stops it and starts it again on the new source.
+
+Numbers and times are given in one place, here. A source's own sequence numbers
+are kept, shifted only when they would go back (a reopened camera, a new
+source), so the ring's numbers only grow and a source's gaps stay visible.
+A frame's ``t`` is the source's own clock as long as that clock goes forward.
+A source reopened with its clock restarted (OpenCV stamps a stream from 0 at
+each open) is shifted so the timeline goes on from the last frame plus the real
+time the source was away (a live source), or one frame later (a file): ``t``
+never goes back, so an event's duration is never negative, and an outage still
+shows as a gap (which resets the model state).
 
 A frozen camera (the same pixels for ``stall_seconds``) counts only for a
 source that declares ``can_freeze`` (a camera sensor's noise never repeats a
-frame bit for bit; a file or an RTSP encoder may, on a still scene).
+frame bit for bit; a file or an RTSP encoder may, on a still scene). A read that
+blocks counts for every source: a frozen RTSP server, a hung USB camera. The
+watcher marks it ``stalled`` after ``stall_seconds`` and, given a factory,
+reads from a fresh source at once; the blocked read is never interrupted (a
+decoder closed under its own read may crash), its thread closes that source
+when it returns and ends. While it acts, the watcher keeps the capture
+heartbeat fresh, so systemd's watchdog (30 s) is left for a daemon that is
+really stuck: more than :data:`MAX_ABANDONED` reads blocked at once.
+
+Repeated failures are logged once, then only when the reason changes (a
+camera that stays unplugged all night is one line, not one a minute).
 """
 
 from __future__ import annotations
@@ -23,7 +44,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from edge.capture.base import FrameSource, SourceError
 from edge.errors import EdgeError
@@ -36,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 # A thread whose heartbeat is older than this (or 5 model frames) is stuck: the daemon stops the watchdog pings.
 HEALTH_LIMIT_SECONDS = 3.0
+MAX_ABANDONED = 3  # reads left blocked in their threads; beyond this the supervisor stops vouching for capture
+WATCH_EVERY = 0.25  # seconds between the watcher's looks at the capture thread
 
 
 def health_limit(model_fps: float) -> float:
@@ -55,26 +78,49 @@ class CaptureStats:
 
     frames_in: int = 0
     reopens: int = 0
+    stalls: int = 0  # reads that blocked for stall_seconds (the source was replaced, or waited for)
     last_frame_mono: float = 0.0
     capture_beat: float = field(default_factory=time.monotonic)
-    source_state: str = "starting"  # starting | ok | reconnecting | failed
+    source_state: str = "starting"  # starting | ok | stalled | reconnecting | failed
     last_error: str = ""
     frame_hw: tuple[int, int] | None = None  # (h, w) of the newest frame
     in_times: deque = field(default_factory=lambda: deque(maxlen=64))
 
 
 class CaptureSupervisor:
-    """Runs the capture thread for one source at a time. ``stats`` may be shared with the daemon's own."""
+    """Runs the capture thread for one source at a time. ``stats`` may be shared with the daemon's own.
 
-    def __init__(self, ring: FrameRing, stats: CaptureStats, stopped: threading.Event) -> None:
+    ``factory`` builds a fresh source (not yet open) for a read that stalled; without one a stall is
+    only reported, and the source's own read timeout ends it. ``on_source`` is told of the new one.
+    """
+
+    def __init__(self, ring: FrameRing, stats: CaptureStats, stopped: threading.Event,
+                 factory: Callable[[], FrameSource] | None = None,
+                 on_source: Callable[[FrameSource], None] | None = None) -> None:
         self.ring = ring
         self.stats = stats
         self.stopped = stopped  # the daemon's stop event: ends the thread as well as stop()
+        self.factory = factory
+        self.on_source = on_source
         self.failed = False  # the source failed for good (EdgeError): the daemon exits 1
+        self.source: FrameSource | None = None  # the source the capture thread reads now
+        self._cfg: SourceConfig | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._gen = 0  # the live capture thread's generation; an older thread has been abandoned
+        self._busy_since = 0.0  # monotonic start of the read or open the live thread is in, 0 when none
+        self._abandoned: list[threading.Thread] = []
         self._last_seq = 0
         self._shift = 0
+        self._last_t: float | None = None  # the ring's newest t, and when it arrived
+        self._last_mono = 0.0
+        self._t_shift = 0.0
+        self._rebase = False  # the next frame comes from a (re)opened source: check its clock
+        self._problem = ""  # the last failure logged (repeats go to debug)
+
+    # ------------------------------------------------------------------ control
 
     def open(self, source: FrameSource) -> None:
         """Open ``source`` now. One that is not there yet (SourceError) is left to the thread to retry;
@@ -84,24 +130,35 @@ class CaptureSupervisor:
             if self.stats.source_state != "starting":  # a reopen or a new source; "ok" at start waits for a frame
                 self.stats.source_state = "ok"
         except SourceError as err:  # a camera that is not there yet: keep trying in the capture thread
-            logger.warning("source %s not available yet (%s): retrying", source.name, err)
+            self._report(f"source {source.name} not available yet ({err}): retrying")
             self.stats.source_state = "reconnecting"
+            self.stats.last_error = str(err)
 
     def start(self, source: FrameSource, cfg: SourceConfig) -> None:
-        """Start the thread on ``source`` (opened by :meth:`open`, or reconnecting)."""
+        """Start the thread on ``source`` (opened by :meth:`open`, or reconnecting), and the watcher."""
         self._stop.clear()
         self.failed = False
-        self._thread = threading.Thread(target=self._run, args=(source, cfg), name="capture", daemon=True)
-        self._thread.start()
+        self._cfg = cfg
+        self._rebase = True
+        self._spawn(source, need_open=self.stats.source_state == "reconnecting")
+        if self._watcher is None or not self._watcher.is_alive():
+            self._watcher = threading.Thread(target=self._watch, name="capture-watch", daemon=True)
+            self._watcher.start()
 
-    def stop(self, source: FrameSource | None, timeout: float = 2.0) -> None:
-        """Stop the thread (up to ``timeout``) and close ``source``."""
+    def stop(self, source: FrameSource | None = None, timeout: float = 2.0) -> None:
+        """Stop the threads (up to ``timeout``) and close the source being read (``source`` by default)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if source is not None:
+        with self._lock:
+            self._gen += 1
+            thread, current = self._thread, self.source
+        for th in (thread, self._watcher):
+            if th is not None:
+                th.join(timeout)
+        for src in {id(s): s for s in (source, current) if s is not None}.values():
+            if thread is not None and thread.is_alive() and src is current:
+                continue  # still blocked in a read: its thread closes it when the read returns
             try:
-                source.close()
+                src.close()
             except Exception as err:  # closing a vanished camera may fail; nothing to save there
                 logger.debug("closing source: %s", err)
 
@@ -112,6 +169,28 @@ class CaptureSupervisor:
     def _stopping(self) -> bool:
         return self._stop.is_set() or self.stopped.is_set()
 
+    def _spawn(self, source: FrameSource, need_open: bool) -> None:
+        with self._lock:
+            self._gen += 1
+            self.source = source
+            self._busy_since = 0.0
+            self._thread = threading.Thread(target=self._run, args=(source, self._gen, need_open),
+                                            name="capture", daemon=True)
+            self._thread.start()
+
+    def _current(self, gen: int) -> bool:
+        return gen == self._gen and not self._stopping()
+
+    def _report(self, message: str) -> None:
+        """Log a failure once; the same one again only at debug level."""
+        if message != self._problem:
+            self._problem = message
+            logger.warning("%s", message)
+        else:
+            logger.debug("%s", message)
+
+    # ------------------------------------------------------------------ numbers and times
+
     def _number(self, seq: int) -> int:
         """The ring's number for a frame the source numbered ``seq``: the source's own, shifted if it went back."""
         if seq + self._shift <= self._last_seq:
@@ -119,26 +198,68 @@ class CaptureSupervisor:
         self._last_seq = seq + self._shift
         return self._last_seq
 
-    def _run(self, source: FrameSource, cfg: SourceConfig) -> None:
-        stats, ring = self.stats, self.ring
+    def _time(self, t: float, now: float, live: bool, fps: float) -> float:
+        """The ring's ``t`` for a frame the source stamped ``t``: never back, and gaps kept."""
+        if self._rebase and self._last_t is not None and t + self._t_shift < self._last_t:
+            # a reopened source whose clock restarted (OpenCV stamps a stream from 0 at each open): a live one
+            # goes on by the real time it was away, a file one frame after the last
+            away = max(now - self._last_mono, 1e-3) if live else (1.0 / fps if fps else 0.04)
+            self._t_shift = self._last_t + away - t
+        self._rebase = False
+        out = t + self._t_shift
+        if self._last_t is not None and out < self._last_t:  # a source whose own clock stepped back
+            self._t_shift += self._last_t - out
+            out = self._last_t
+        self._last_t, self._last_mono = out, now
+        return out
+
+    # ------------------------------------------------------------------ the capture thread
+
+    def _run(self, source: FrameSource, gen: int, need_open: bool) -> None:
+        try:
+            self._capture(source, gen, need_open)
+        finally:
+            if gen != self._gen and not self._stopping():  # abandoned after a stall: this source is ours to close
+                try:
+                    source.close()
+                except Exception as err:
+                    logger.debug("closing a stalled source: %s", err)
+                logger.info("a stalled read of %s returned; its source is closed", source.name)
+
+    def _busy(self, gen: int, on: bool) -> None:
+        with self._lock:
+            if gen == self._gen:
+                self._busy_since = time.monotonic() if on else 0.0
+
+    def _capture(self, source: FrameSource, gen: int, need_open: bool) -> None:
+        cfg, stats, ring = self._cfg, self.stats, self.ring
         backoff = cfg.reopen_min_seconds
         fast = not source.realtime
-        can_freeze = source.realtime and source.can_freeze
+        can_freeze = source.realtime and getattr(source, "can_freeze", False)
+        live = source.realtime and getattr(source, "kind", None) != "file"
         last_sig: bytes | None = None
         same_since = 0.0
-        need_open = stats.source_state == "reconnecting"
-        while not self._stopping():
+        while self._current(gen):
             stats.capture_beat = time.monotonic()
             try:
                 if need_open:
+                    self._busy(gen, True)
                     source.open()
+                    self._busy(gen, False)
+                    if not self._current(gen):
+                        return
                     need_open = False
                     backoff = cfg.reopen_min_seconds
+                    self._rebase = True
                     stats.reopens += 1
                     logger.info("source %s reopened", source.name)
                 if fast:
-                    ring.wait_for_room(max(2, ring.capacity // 2), self._stopping)
+                    ring.wait_for_room(max(2, ring.capacity // 2), lambda: not self._current(gen))
+                self._busy(gen, True)
                 frame = source.read()
+                self._busy(gen, False)
+                if not self._current(gen):
+                    return
                 if frame is None:
                     logger.info("source %s ended", source.name)
                     ring.close()
@@ -152,6 +273,7 @@ class CaptureSupervisor:
                     else:
                         last_sig, same_since = sig, now
                 frame.seq = self._number(frame.seq)
+                frame.t = self._time(frame.t, now, live, source.fps)
                 frame.mono = now
                 stats.frame_hw = frame.pixels.shape[:2]
                 ring.put(frame)
@@ -159,11 +281,17 @@ class CaptureSupervisor:
                 stats.last_frame_mono = now
                 stats.in_times.append(now)
                 if stats.source_state != "ok":
+                    if self._problem:
+                        logger.info("source %s delivers frames again", source.name)
                     stats.source_state = "ok"
+                    self._problem = ""
             except SourceError as err:
+                self._busy(gen, False)
+                if not self._current(gen):
+                    return
                 stats.source_state = "reconnecting"
                 stats.last_error = str(err)
-                logger.warning("%s: reopening in %.0f s", err, backoff)
+                self._report(f"{err}: reopening in {backoff:.0f} s (then every {cfg.reopen_max_seconds:.0f} s at most)")
                 try:
                     source.close()
                 except Exception:  # the device may already be gone
@@ -171,11 +299,14 @@ class CaptureSupervisor:
                 need_open = True
                 last_sig = None
                 deadline = time.monotonic() + backoff
-                while not self._stopping() and time.monotonic() < deadline:
+                while self._current(gen) and time.monotonic() < deadline:
                     stats.capture_beat = time.monotonic()
                     self._stop.wait(min(0.5, max(0.0, deadline - time.monotonic())))
                 backoff = min(backoff * 2, cfg.reopen_max_seconds)
             except EdgeError as err:  # e.g. the file was deleted: cannot recover by waiting
+                self._busy(gen, False)
+                if not self._current(gen):
+                    return
                 stats.source_state = "failed"
                 stats.last_error = str(err)
                 logger.error("%s", err)
@@ -183,5 +314,48 @@ class CaptureSupervisor:
                 ring.close()
                 return
 
+    # ------------------------------------------------------------------ the watcher
 
-__all__ = ["CaptureStats", "CaptureSupervisor", "HEALTH_LIMIT_SECONDS", "health_limit", "read_timeout"]
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCH_EVERY) and not self.stopped.is_set():
+            now = time.monotonic()
+            with self._lock:
+                busy, gen, source = self._busy_since, self._gen, self.source
+            self._abandoned = [th for th in self._abandoned if th.is_alive()]
+            # vouch for a read that is slow but not yet a stall, or a stall a new source is taking over from;
+            # never for one blocked past the stall limit with no way to replace it (the watchdog's case)
+            waiting = busy and now - busy > self._cfg.stall_seconds + WATCH_EVERY * 4
+            if self.alive and len(self._abandoned) <= MAX_ABANDONED and not (waiting and self.factory is None):
+                self.stats.capture_beat = now
+            if busy and now - busy > self._cfg.stall_seconds and source is not None:
+                self._stalled(source, gen, now - busy)
+
+    def _stalled(self, source: FrameSource, gen: int, blocked: float) -> None:
+        stats = self.stats
+        if stats.source_state != "stalled":
+            stats.stalls += 1
+            stats.source_state = "stalled"
+            stats.last_error = f"{source.name}: no frame for {blocked:.0f} s (stalled)"
+            self._report(stats.last_error + (": reading from a new connection" if self.factory else
+                                             ": waiting for the read to time out"))
+        if self.factory is None:
+            return
+        try:
+            fresh = self.factory()
+        except Exception as err:  # a factory that fails now would fail at every try: keep waiting on the old read
+            logger.warning("cannot build a new source after a stall: %s", err)
+            self.factory = None
+            return
+        with self._lock:
+            if gen != self._gen:
+                return
+            if self._thread is not None:
+                self._abandoned.append(self._thread)
+        stats.source_state = "reconnecting"
+        self._spawn(fresh, need_open=True)
+        if self.on_source is not None:
+            self.on_source(fresh)
+
+
+__all__ = ["CaptureStats", "CaptureSupervisor", "HEALTH_LIMIT_SECONDS", "MAX_ABANDONED", "health_limit",
+           "read_timeout"]
