@@ -130,7 +130,7 @@ class CaptureSupervisor:
             if self.stats.source_state != "starting":  # a reopen or a new source; "ok" at start waits for a frame
                 self.stats.source_state = "ok"
         except SourceError as err:  # a camera that is not there yet: keep trying in the capture thread
-            self._report(f"source {source.name} not available yet ({err}): retrying")
+            self._report(str(err), f"source {source.name} not available yet ({err}): retrying")
             self.stats.source_state = "reconnecting"
             self.stats.last_error = str(err)
 
@@ -181,13 +181,13 @@ class CaptureSupervisor:
     def _current(self, gen: int) -> bool:
         return gen == self._gen and not self._stopping()
 
-    def _report(self, message: str) -> None:
-        """Log a failure once; the same one again only at debug level."""
-        if message != self._problem:
-            self._problem = message
-            logger.warning("%s", message)
+    def _report(self, problem: str, message: str | None = None) -> None:
+        """Log ``message`` (default: ``problem``) at the first ``problem``, and again only when it changes."""
+        if problem != self._problem:
+            self._problem = problem
+            logger.warning("%s", message or problem)
         else:
-            logger.debug("%s", message)
+            logger.debug("%s", message or problem)
 
     # ------------------------------------------------------------------ numbers and times
 
@@ -239,6 +239,7 @@ class CaptureSupervisor:
         live = source.realtime and getattr(source, "kind", None) != "file"
         last_sig: bytes | None = None
         same_since = 0.0
+        sized = False  # the ring's room checked against this source's frames
         while self._current(gen):
             stats.capture_beat = time.monotonic()
             try:
@@ -277,6 +278,9 @@ class CaptureSupervisor:
                 frame.mono = now
                 stats.frame_hw = frame.pixels.shape[:2]
                 ring.put(frame)
+                if not sized:
+                    sized = True
+                    self._check_room(source, frame)
                 stats.frames_in += 1
                 stats.last_frame_mono = now
                 stats.in_times.append(now)
@@ -291,7 +295,8 @@ class CaptureSupervisor:
                     return
                 stats.source_state = "reconnecting"
                 stats.last_error = str(err)
-                self._report(f"{err}: reopening in {backoff:.0f} s (then every {cfg.reopen_max_seconds:.0f} s at most)")
+                self._report(str(err), f"{err}: reopening in {backoff:.0f} s (then every {cfg.reopen_max_seconds:.0f} s "
+                                       "at most; logged again when the reason changes)")
                 try:
                     source.close()
                 except Exception:  # the device may already be gone
@@ -313,6 +318,18 @@ class CaptureSupervisor:
                 self.failed = True
                 ring.close()
                 return
+
+    def _check_room(self, source: FrameSource, frame) -> None:
+        """Say so once when the byte budget keeps less than ring_seconds of this source (clips get less before)."""
+        cfg = self._cfg
+        fps = source.fps or cfg.fps
+        want = cfg.ring_seconds * fps
+        holds = self.ring.holds
+        if holds + 1 < want:
+            h, w = frame.pixels.shape[:2]
+            logger.warning("the frame ring holds %d frames of %dx%d, %.1f s at %.0f fps, not source.ring_seconds "
+                           "(%.0f s): raise source.ring_mb (%.0f MB) or lower source.width/height", holds, w, h,
+                           holds / fps, fps, cfg.ring_seconds, cfg.ring_mb)
 
     # ------------------------------------------------------------------ the watcher
 
