@@ -757,17 +757,25 @@ class _Stopped(Exception):
 
 
 def _write_clip(cv2, path: Path, frames: list, fps: float) -> Path:
+    """The frames as an MP4 with the clip sink's encoder (H.264 where it works, else mp4v), and the middle frame
+    as a JPEG beside it. A file that cannot be written stops the recording (the clips before it are kept)."""
+    from edge.sinks.encoders import choose, open_writer
+
     h, w = frames[0].pixels.shape[:2]
     tmp = path.with_name(f".{path.name}.tmp.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), max(1.0, fps), (w, h))
-    if not writer.isOpened():
-        raise EdgeError(f"cannot write {path}: OpenCV has no mp4v encoder here")
     try:
-        for f in frames:
-            writer.write(cv2.cvtColor(f.pixels, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    os.replace(tmp, path)
+        writer = open_writer(choose("auto", w, h), tmp, w, h, fps)
+        try:
+            for f in frames:
+                writer.write(f.pixels, f.t)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise _Stopped(f"cannot write {path} ({err.strerror or err})") from None
     middle = frames[len(frames) // 2].pixels
     cv2.imwrite(str(path.with_suffix(".jpg")), cv2.cvtColor(middle, cv2.COLOR_RGB2BGR))
     return path

@@ -728,3 +728,20 @@ def test_eval_save_json_prints_only_json(tmp_path, capsys):
     assert cli.main(["learn", "eval", "--save", "--json", "--false-accept", "0.2", "--head", str(head)]) == 0
     assert json.loads(capsys.readouterr().out)["false_accept_target"] == 0.2
     assert Head.load(head).false_accept == 0.2
+
+
+def test_record_on_a_full_disk_stops_with_one_line_and_leaves_no_temp_file(tiny_disk):
+    from edge.capture.base import Frame
+
+    rng = np.random.default_rng(0)
+    frames = iter(Frame(rng.integers(0, 255, (96, 128, 3), np.uint8), k / 10.0, k) for k in range(400))
+
+    class Source:
+        def read(self):
+            return next(frames, None)
+
+    said: list[str] = []
+    clips = learn.record_clips(Source(), 2.0, 2, tiny_disk, "s", countdown=0, say=said.append)
+    assert clips == [] and said[-1].startswith(f"cannot write {tiny_disk}/s-1.mp4")
+    assert said[-1].endswith("after 0 of 2 clips: keeping those")
+    assert not list(tiny_disk.iterdir())
