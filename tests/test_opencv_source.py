@@ -154,3 +154,13 @@ def test_frames_handed_out_never_share_the_reused_decode_buffers(tmp_path, limit
     got = [tuple(int(v) for v in f.pixels[5, 5]) for f in frames]
     for pixel, bgr in zip(got, colours):
         assert pixel == pytest.approx(bgr[::-1], abs=8)  # each frame kept its own colour (RGB)
+
+
+@pytest.mark.parametrize("name, short", [
+    ("file:/home/pi/clip.mp4", "clip.mp4"), ("v4l2:/dev/video0", "video0"), ("v4l2:2", "video2"),
+    ("rtsp:rtsp://cam.local:554/stream1", "cam.local:554/stream1"), ("picamera2", "picamera2"), ("fake", "fake"),
+])
+def test_short_source_names_for_merged_logs(name, short):
+    from edge.capture.base import short_name
+
+    assert short_name(name) == short

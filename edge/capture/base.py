@@ -63,6 +63,19 @@ def redact(spec: str | None) -> str:
     return f"{scheme}://" + _SECRET_KEYS.sub(r"\1***", rest)
 
 
+def short_name(name: str) -> str:
+    """A source's name cut to what tells two apart in a merged log: ``clip.mp4``, ``video0``,
+    ``cam.local:554/stream1``, ``picamera2`` (from ``file:/home/pi/clip.mp4``, ``v4l2:/dev/video0``, ...)."""
+    kind, sep, spec = name.partition(":")
+    if not sep or not spec:
+        return name
+    if kind == "rtsp":
+        return spec.partition("://")[2] or spec
+    if kind == "v4l2" and spec.isdigit():
+        return f"video{spec}"
+    return spec.rstrip("/").rsplit("/", 1)[-1]
+
+
 def fit_within(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int] | None:
     """The size (w, h) a ``width`` x ``height`` frame is scaled to so it fits ``max_width`` x ``max_height``
     with its aspect kept, or None when it already fits (or no limit is set)."""
