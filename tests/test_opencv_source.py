@@ -164,3 +164,13 @@ def test_short_source_names_for_merged_logs(name, short):
     from edge.capture.base import short_name
 
     assert short_name(name) == short
+
+
+def test_file_time_never_goes_back_when_the_container_reports_0_for_its_last_frame(shared_videos):
+    # OpenCV reads 0.0 ms as the position of this AVI's last frame: that frame must come after the others
+    src = OpenCVSource.file(str(shared_videos / "putting_on_eyeliner.avi"), paced=False)
+    with src:
+        times = [t for t in iter(src._grab, None)]
+    assert len(times) == 164
+    assert all(b > a for a, b in zip(times, times[1:]))
+    assert times[-1] > 6.5

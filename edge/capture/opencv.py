@@ -52,6 +52,7 @@ class OpenCVSource:
         self._t0: float | None = None  # monotonic time of the first frame (cameras) / pacing origin (files)
         self._offset = 0.0  # video time added on each loop of a file
         self._last_pts = 0.0
+        self._grabs = 0  # frames grabbed from a file (over every loop)
 
     # ------------------------------------------------------------------ constructors
 
@@ -148,6 +149,9 @@ class OpenCVSource:
                 raise SourceError(f"{self.name} could not be read again from its start")
         if self.kind == "file":
             pts = self._position() + self._offset
+            if self._grabs and pts <= self._last_pts:  # some containers (AVI) report 0 for their last frame
+                pts = self._last_pts + (1.0 / self.fps if self.fps else 0.04)
+            self._grabs += 1
             self._last_pts = pts
             return pts
         now = time.monotonic()
