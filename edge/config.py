@@ -4,6 +4,10 @@ A typo in config.yaml is an error naming its key path (``sinks[1].pin: ...``),
 never a silently ignored key. Values the model itself defines (input size,
 number of classes, state tensors) are read from the .tflite file, not configured
 here. ``edge config schema`` exports the JSON Schema for editors.
+
+Every section is built lazily (``defer_build``): pydantic builds a section's
+validator the first time it is used, so a one-shot command that only needs the
+``model:`` section (``edge classify``) does not pay for the sinks' schemas.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,7 +32,7 @@ from edge.errors import EdgeError
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- model
@@ -285,7 +288,7 @@ class NotifySinkConfig(SinkBase):
 class PluginSinkConfig(BaseModel):
     """A third-party sink from the ``edge.sinks`` entry-point group; it validates its own options."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     type: str
     queue: int = Field(64, ge=1, le=10000)
 
@@ -417,6 +420,8 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise EdgeError(f"cannot read config file {path}: {err.strerror}") from None
     except UnicodeDecodeError:
         raise EdgeError(f"cannot read config file {path}: not UTF-8 text (save it as UTF-8)") from None
+    import yaml
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
