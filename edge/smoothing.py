@@ -19,14 +19,12 @@ from typing import Literal
 
 import numpy as np
 
-from edge.choices import SmoothingMethod, values
+from edge.choices import SmoothingMethod
 from edge.config import SmoothingConfig, WatchRule
 from edge.errors import EdgeError
 from edge.labels import LabelIndex, did_you_mean
 
 logger = logging.getLogger(__name__)
-
-METHODS = values(SmoothingMethod)
 
 # Source timestamps are floats (0.2 * 3 == 0.6000000000000001), so time
 # comparisons (min_duration, cooldown) accept being this many seconds short.
@@ -50,15 +48,13 @@ class Smoother:
     State is float64 and ``update`` always returns a new float64 array, so a
     caller may keep or modify it freely. All vectors between two resets must
     have the same shape.
+
+    The arguments are not checked again here: they are validated once, at the
+    config boundary (:class:`~edge.config.SmoothingConfig`: method one of
+    ``SmoothingMethod``, 0 < alpha <= 1, window >= 1).
     """
 
-    def __init__(self, method: str, alpha: float = 0.4, window: int = 5) -> None:
-        if method not in METHODS:
-            raise ValueError(f"smoothing method must be one of {', '.join(METHODS)}, not {method!r}")
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"smoothing alpha must be in (0, 1], not {alpha}")
-        if int(window) != window or window < 1:
-            raise ValueError(f"smoothing window must be a whole number >= 1, not {window}")
+    def __init__(self, method: SmoothingMethod, alpha: float = 0.4, window: int = 5) -> None:
         self.method = method
         self.alpha = float(alpha)
         self.window = int(window)
