@@ -363,6 +363,9 @@ class CaptureSupervisor:
             logger.warning("cannot build a new source after a stall: %s", err)
             self.factory = None
             return
+        if fresh is source:  # a factory that hands out one object (a test's fake) cannot replace it
+            self.factory = None
+            return
         with self._lock:
             if gen != self._gen:
                 return
