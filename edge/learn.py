@@ -635,7 +635,7 @@ def embed_clip(engine, path: str | os.PathLike[str], window: int) -> tuple[np.nd
 def collect(name: str, clips: list[str]) -> list[tuple[str, list[Path]]]:
     """(class, clip files) to add: NAME with its CLIPs (a folder CLIP: the videos in it), or, with no CLIP,
     NAME is a dataset: a folder laid out ``class_name/clip.mp4`` (or a ``file,label`` CSV, as ``edge eval``)."""
-    from edge.evaluate import VIDEO_SUFFIXES, load_dataset
+    from edge.dataset import VIDEO_SUFFIXES, load_dataset
 
     if not clips:
         if not Path(name).expanduser().exists():

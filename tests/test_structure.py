@@ -59,10 +59,37 @@ def top_level_imports(path: Path, modules: set[str]) -> set[str]:
     return {m for m in found if m in modules and m != me}
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(lazy: bool = False) -> dict[str, set[str]]:
+    """Module -> the edge modules it imports at module level (``lazy``: inside functions too)."""
     paths = sorted(EDGE.rglob("*.py"))
     modules = {module_name(p) for p in paths}
-    return {module_name(p): top_level_imports(p, modules) for p in paths}
+    find = all_imports if lazy else top_level_imports
+    return {module_name(p): find(p, modules) for p in paths}
+
+
+def all_imports(path: Path, modules: set[str]) -> set[str]:
+    """edge modules ``path`` imports anywhere (in functions too), not under ``if TYPE_CHECKING``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+
+    class DropTypeChecking(ast.NodeTransformer):
+        def visit_If(self, node: ast.If) -> ast.AST | None:
+            return None if _is_type_checking(node) else self.generic_visit(node)
+
+    tree = DropTypeChecking().visit(tree)
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("edge"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if base.startswith("edge"):
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules)
+    return {m for m in found if m in modules and m != me}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -109,6 +136,14 @@ def test_the_graph_walker_sees_a_circle():
 def test_no_import_circles_between_edge_modules():
     graph = import_graph()
     assert "edge.daemon" in graph and graph["edge.daemon"], "the walker found no imports at all"
+    assert cycles(graph) == []
+
+
+def test_no_import_circles_even_through_lazy_imports():
+    """A function-level import that closes a circle (classify -> pipeline -> learn -> evaluate -> classify)
+    is a helper in the wrong home, even if Python tolerates it."""
+    graph = import_graph(lazy=True)
+    assert "edge.learn" in graph["edge.pipeline"], "the walker missed a function-level import"
     assert cycles(graph) == []
 
 
