@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +279,38 @@ def _leave_logging_to_pytest(monkeypatch):
     from edge import cli
 
     monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
+
+
+# --------------------------------------------------------------------------- waiting for a log line
+
+
+class LogEvent(logging.Handler):
+    """Sets ``event`` (and notes the time) at the first record whose message contains ``needle``."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.needle, self.event, self.at = needle, threading.Event(), 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage() and not self.event.is_set():
+            self.at = time.monotonic()
+            self.event.set()
+
+
+@pytest.fixture
+def on_log():
+    """``on_log(needle)``: a LogEvent on the ``edge`` loggers (DEBUG included), so a test waits for a line, not a sleep."""
+    log = logging.getLogger("edge")
+    old = log.level
+    log.setLevel(logging.DEBUG)
+    handlers: list[LogEvent] = []
+
+    def make(needle: str) -> LogEvent:
+        handlers.append(LogEvent(needle))
+        log.addHandler(handlers[-1])
+        return handlers[-1]
+
+    yield make
+    for h in handlers:
+        log.removeHandler(h)
+    log.setLevel(old)

@@ -103,3 +103,16 @@ def long_clip(clip: Path, out: Path, seconds: float = 60.0, fps: float = 25.0) -
         writer.write(frames[i % len(frames)])
     writer.release()
     return out
+
+
+def shared_long_clip(folder: Path, seconds: float = 60.0) -> Path:
+    """The shared carving_ice clip looped to ``seconds`` in ``folder``, or pytest.skip with the reason."""
+    import pytest
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    shared = Path(__file__).resolve().parents[2] / "shared" / "videos" / "carving_ice.mp4"
+    if not shared.is_file():
+        pytest.skip(f"shared clip {shared} not found")
+    return long_clip(shared, folder / "long.avi", seconds=seconds)

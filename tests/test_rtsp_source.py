@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from rtsp import RtspServer, long_clip, skip_reason
+from rtsp import RtspServer, shared_long_clip
 
 from edge.capture import SourceError
 from edge.capture.opencv import OpenCVSource
@@ -15,15 +15,7 @@ from edge.capture.pyav import PyAVSource
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    from conftest import REPO
-
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    shared = REPO.parent / "shared" / "videos" / "carving_ice.mp4"
-    if not shared.is_file():
-        pytest.skip(f"shared clip {shared} not found")
-    return long_clip(shared, tmp_path_factory.mktemp("rtsp") / "long.avi")
+    return shared_long_clip(tmp_path_factory.mktemp("rtsp"))
 
 
 @pytest.fixture(params=[PyAVSource, OpenCVSource], ids=["pyav", "opencv"])

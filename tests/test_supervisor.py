@@ -17,38 +17,6 @@ from edge.ring import FrameRing
 RED = (255, 0, 0)
 
 
-class LogEvent(logging.Handler):
-    """Sets ``event`` when the supervisor logs a line containing ``needle``."""
-
-    def __init__(self, needle: str) -> None:
-        super().__init__(logging.DEBUG)
-        self.needle, self.event, self.lines = needle, threading.Event(), []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-        if self.needle in record.getMessage():
-            self.event.set()
-
-
-@pytest.fixture
-def watch_log():
-    handlers = []
-    log = logging.getLogger("edge.capture.supervisor")
-    old = log.level
-    log.setLevel(logging.DEBUG)
-
-    def make(needle: str) -> LogEvent:
-        h = LogEvent(needle)
-        log.addHandler(h)
-        handlers.append(h)
-        return h
-
-    yield make
-    for h in handlers:
-        log.removeHandler(h)
-    log.setLevel(old)
-
-
 class Closing(FakeSource):
     """A FakeSource whose close() can be waited for."""
 
@@ -73,8 +41,8 @@ def frames(ts):
     return [(t, RED) for t in ts]
 
 
-def test_a_blocked_read_is_a_stall_and_a_fresh_source_takes_over(watch_log):
-    stalled = watch_log("no frame for")
+def test_a_blocked_read_is_a_stall_and_a_fresh_source_takes_over(on_log):
+    stalled = on_log("no frame for")
     frozen = Closing(frames([0.0, 0.1]), realtime=True, at_end="block", name="cam")  # then blocks, as a frozen server
     fresh = FakeSource(frames([0.2, 0.3, 0.4]), realtime=True, at_end="block", name="cam")
     told = []
@@ -94,8 +62,8 @@ def test_a_blocked_read_is_a_stall_and_a_fresh_source_takes_over(watch_log):
         sup.stop(timeout=5)
 
 
-def test_without_a_factory_a_stall_is_reported_and_the_read_waited_for(watch_log):
-    stalled = watch_log("waiting for the read to time out")
+def test_without_a_factory_a_stall_is_reported_and_the_read_waited_for(on_log):
+    stalled = on_log("waiting for the read to time out")
     src = FakeSource(frames([0.0]), realtime=True, at_end="block", name="cam")
     sup, ring, stats = supervise(src, stall_seconds=0.3)
     try:
