@@ -421,9 +421,13 @@ def test_head_files_and_vault_urls_are_pushed_and_reload(device, base_vars, tmp_
     assert device.main_pid() == pid  # reloaded, not restarted
     again = device.playbook(with_vars(base_vars, edge_heads=[str(head)], edge_notify_urls=[secret]))
     assert again.rc == 0 and again.recap["pi1"]["changed"] == 0, again
-    gone = device.playbook(base_vars)  # no URLs any more: the file goes
+    own = device.root / "var/lib/edge/models/learned-here.head"  # made on the device: not the role's
+    own.write_bytes(b"edge learn on the device")
+    gone = device.playbook(base_vars)  # no heads and no URLs any more: the role's files go
     assert gone.rc == 0, gone
     assert not (device.root / "etc/edge/notify.urls").exists()
+    assert not pushed.exists() and own.exists()
+    assert device.main_pid() == pid
 
 
 @pytest.mark.container
