@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import TextIO
@@ -110,31 +109,6 @@ def match_labels(dataset_labels: list[str], model_labels: list[str],
 # --------------------------------------------------------------------------- running
 
 
-class _Progress:
-    """``eval  3/12 [####      ] clip.mp4`` on stderr: redrawn in place on a terminal, every 10 % otherwise."""
-
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
-        self.total = total
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._next = 0
-
-    def update(self, done: int, name: str) -> None:
-        filled = done * 20 // self.total
-        text = f"eval {done:>{len(str(self.total))}}/{self.total} [{'#' * filled}{' ' * (20 - filled)}] {name}"
-        if self.tty:
-            self.stream.write(f"\r{text[:100]:<100}")
-        elif done * 10 // self.total >= self._next:
-            self._next = done * 10 // self.total + 1
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\r" + " " * 100 + "\r")
-            self.stream.flush()
-
-
 def evaluate(samples: list[Sample], engine, targets: dict[str, frozenset[str]], *,
              progress: TextIO | None = None, dataset: str = "") -> dict:
     """Classify every sample with ``engine`` (reset between videos); the report as a dict."""
@@ -143,23 +117,28 @@ def evaluate(samples: list[Sample], engine, targets: dict[str, frozenset[str]], 
     from edge.capture.base import SourceError
     from edge.classify import classify_file
 
+    from edge.progress import progress_bar
+
     results, errors = [], []
-    bar = _Progress(len(samples), progress)
+    # ``eval 3/12 [####      ], clip.mp4`` on stderr: redrawn in place on a terminal, about every 10 % otherwise
+    bar = progress_bar(len(samples), "eval", fmt="{desc} {n_fmt}/{total_fmt} [{bar:20}]{postfix}", stream=progress)
     try:
-        for i, sample in enumerate(samples):
-            bar.update(i, sample.name)
+        for sample in samples:
+            bar.set_postfix_str(sample.name, refresh=False)
             try:
                 out = classify_file(str(sample.path), engine.cfg, top=TOP, engine=engine)
             except (EdgeError, SourceError, cv2.error, OSError) as err:
                 logger.debug("eval: %s failed", sample.path, exc_info=True)
                 errors.append({"file": sample.name, "label": sample.label, "error": str(err)})
+                bar.update(1)
                 continue
             want = targets[sample.label]
             top = out["top"]
             results.append({"file": sample.name, "label": sample.label, "frames": out["frames"], "top": top,
                             "top1": top[0]["label"] in want, "top5": any(p["label"] in want for p in top[:TOP]),
                             "warnings": out.get("warnings", [])})
-        bar.update(len(samples), "done")
+            bar.update(1)
+        bar.set_postfix_str("done", refresh=False)
     finally:
         bar.close()
 

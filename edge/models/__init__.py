@@ -2,7 +2,7 @@
 list) and fetching (fetch.py: download, progress, atomic commit), which only ``edge models fetch`` imports.
 
 ``from edge import models`` gives the store's API; ``models.fetch``, ``models.install_from`` and
-``models.Progress`` load fetch.py on first use, so the daemon never imports urllib or tarfile.
+``models.download_bar`` load fetch.py on first use, so the daemon never imports urllib or tarfile.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from edge.models.manifest import ARCHIVES, MANIFEST_ENV, SECTIONS, Entry, Manife
 from edge.models.store import (DEFAULT_MODEL, DOWNLOADS, MODEL_DIR_ENV, STATUS_TEXT, SYSTEM_MODEL_DIR, Row,
                                format_rows, list_models, model_dir, read_downloads, resolve, sha256_file, verify)
 
-_FETCH = ("fetch", "install_from", "Progress", "Result", "ARCHIVE_MEMBER")
+_FETCH = ("fetch", "install_from", "download_bar", "Result", "ARCHIVE_MEMBER")
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,6 @@ import os
 import sys
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -57,70 +56,18 @@ def _record_download(folder: Path, entry: Entry, source: str, sha: str, size: in
 # --------------------------------------------------------------------------- progress
 
 
-class Progress:
-    """A small download progress bar on stderr: percentage, MB, rate.
+def download_bar(label: str, total: int | None, stream: TextIO | None = None, tty: bool | None = None,
+                 redraw: float = 0.1):
+    """A download's bar (edge/progress.py, tqdm) on stderr: percentage, MB, rate.
 
-    On a terminal it redraws one line (``\\r``) up to ten times a second;
-    otherwise (journald, CI, a pipe) it prints a line every 10 % (every 5 MB
-    when the size is not known).
+    On a terminal it redraws one line; otherwise (journald, CI, a pipe) it prints a
+    line about every 10 % (every 5 MB when the size is not known).
     """
+    from edge.progress import progress_bar
 
-    def __init__(self, label: str, total: int | None, stream: TextIO | None = None,
-                 tty: bool | None = None, clock=time.monotonic) -> None:
-        self.label = label
-        self.total = total if total and total > 0 else None
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty() if tty is None else tty
-        self.clock = clock
-        self.start = clock()
-        self.done = 0
-        self._last_draw = 0.0
-        self._next_step = 1  # next 10 % step (or 5 MB step) to print a line at
-        self._open = False
-        self._closed = False
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self.tty:
-            now = self.clock()
-            if now - self._last_draw >= 0.1:
-                self._last_draw = now
-                self._draw("\r")
-            return
-        step = (self.done * 10 // self.total) if self.total else self.done // (5 << 20)
-        if step >= self._next_step and (not self.total or self.done < self.total):
-            self._next_step = step + 1
-            self._draw("")
-
-    def close(self, ok: bool = True) -> None:
-        """End the bar; with ``ok`` draw the final state first. Only the first call counts."""
-        if self._closed:
-            return
-        self._closed = True
-        if ok:
-            self._draw("\r" if self.tty else "")
-        if self.tty and self._open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._open = False
-
-    def line(self) -> str:
-        elapsed = max(self.clock() - self.start, 1e-6)
-        mb = self.done / 1e6
-        rate = f"{mb / elapsed:.1f} MB/s"
-        if self.total:
-            pct = min(100, self.done * 100 // self.total)
-            return f"{self.label} {pct:3d}%  {mb:.1f}/{self.total / 1e6:.1f} MB  {rate}"
-        return f"{self.label} {mb:.1f} MB  {rate}"
-
-    def _draw(self, prefix: str) -> None:
-        text = self.line()
-        if self.tty:
-            self.stream.write(f"{prefix}{text:<60}")
-            self._open = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+    return progress_bar(total, label, fmt="{desc} {percentage:3.0f}%  {n:.1f}/{total:.1f} MB  {rate_fmt}",
+                        fmt_unknown="{desc} {n:.1f} MB  {rate_fmt}", unit="MB", scale=1e-6, step=5 << 20,
+                        stream=stream, tty=tty, redraw=redraw)
 
 
 # --------------------------------------------------------------------------- writing files
@@ -172,7 +119,7 @@ def _ensure_dir(folder: Path) -> None:
         raise _write_error(folder, folder.name, err) from None
 
 
-def _copy(src: IO[bytes], dst: Path, folder: Path, progress: Progress | None = None) -> tuple[str, int]:
+def _copy(src: IO[bytes], dst: Path, folder: Path, progress=None) -> tuple[str, int]:
     """Stream ``src`` into ``dst`` (fsynced); returns (sha256, size).
 
     Write errors (disk full, read-only, permissions) become EdgeError; read
@@ -232,12 +179,10 @@ def _download(entry: Entry, dst: Path, folder: Path, progress: bool, timeout: fl
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             big = total is None or total >= 1_000_000  # no bar for a label file
-            bar = Progress(f"{entry.name}:", total) if progress and big else None
+            bar = download_bar(f"{entry.name}:", total) if progress and big else None
             sha, size = _copy(_Reader(resp), dst, folder, bar)
             if total is not None and size != total:
                 raise _CutOff(f"got {size} of {total} bytes")
-        if bar is not None:
-            bar.close()
         return sha, size
     except urllib.error.HTTPError as err:
         raise EdgeError(f"download of {entry.name} failed: HTTP {err.code} {err.reason} from {entry.url}: "
@@ -249,7 +194,7 @@ def _download(entry: Entry, dst: Path, folder: Path, progress: bool, timeout: fl
                         f"{fix}") from None
     finally:
         if bar is not None:
-            bar.close(ok=False)  # ends the progress line; a no-op after a successful close()
+            bar.close()  # ends the progress line (tqdm: a no-op the second time)
 
 
 def _extract(archive: Path, dst: Path, folder: Path, entry: Entry) -> tuple[str, int]:
