@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.atomic import write_bytes_atomic
+from edge.atomic import commit, write_bytes_atomic
 from edge.errors import EdgeError
 from edge.labels import LabelIndex, did_you_mean
 
@@ -772,7 +772,7 @@ def _write_clip(cv2, path: Path, frames: list, fps: float) -> Path:
         except BaseException:
             writer.abort()
             raise
-        os.replace(tmp, path)
+        commit(tmp, path)  # fsynced: a recorded clip survives a power cut
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise _Stopped(f"cannot write {path} ({err.strerror or err})") from None

@@ -17,8 +17,9 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}  # key -> monotonic time of its last line
         self._held: dict[str, int] = {}  # key -> lines held back since
 
-    def log(self, key: str, msg: str, *args: object) -> bool:
-        """True when the line was written (the first, or the first after ``interval``)."""
+    def log(self, key: str, msg: str, *args: object, level: int | None = None) -> bool:
+        """True when the line was written (the first, or the first after ``interval``); ``level`` overrides
+        the default for this line (a problem's first line an error, its reminders warnings)."""
         now = time.monotonic()
         if now - self._last.get(key, float("-inf")) < self.interval:  # -inf: monotonic time may start near 0
             self._held[key] = self._held.get(key, 0) + 1
@@ -26,9 +27,14 @@ class RateLimitedLog:
         held = self._held.pop(key, 0)
         if held:
             msg, args = msg + " (%d more since the last report)", (*args, held)
-        self.logger.log(self.level, msg, *args)
+        self.logger.log(self.level if level is None else level, msg, *args)
         self._last[key] = now
         return True
+
+    def forget(self, key: str) -> None:
+        """The problem ``key`` is over: its next occurrence is logged at once."""
+        self._last.pop(key, None)
+        self._held.pop(key, None)
 
 
 __all__ = ["RateLimitedLog"]

@@ -46,11 +46,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -58,9 +56,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.atomic import write_bytes_atomic
+from edge.atomic import commit, write_bytes_atomic
 from edge.errors import EdgeError
 from edge.prediction import iso_wall
+from edge.ratelog import RateLimitedLog
 from edge.sinks import encoders
 from edge.sinks.base import Prediction, Sink, SinkContext
 
@@ -134,7 +133,7 @@ class ClipSink(Sink):
         self._lock = threading.RLock()
         self._clip: _Clip | None = None
         self._closed = False
-        self._last_logged: dict[str, float] = {}
+        self._errors = RateLimitedLog(logger, ERROR_LOG_INTERVAL)  # one line a minute per kind of problem
         self.saved = 0
         self.failed = 0  # clips lost to a write error (disk full, unreadable result)
         self.skipped = 0  # events without a clip (low disk space, no frames)
@@ -303,10 +302,8 @@ class ClipSink(Sink):
             clip.writer.close()
             if encoders.readable(clip.temp) == 0:
                 raise OSError(f"{clip.temp.name} is not a readable video (disk full?)")
-            with open(clip.temp, "rb") as f:
-                os.fsync(f.fileno())
             final = self._final_path(clip.stem)
-            os.rename(clip.temp, final)
+            commit(clip.temp, final)  # file and folder fsynced: a power cut leaves the clip whole, or none
         except OSError as err:
             self.failed += 1
             clip.temp.unlink(missing_ok=True)
@@ -426,10 +423,7 @@ class ClipSink(Sink):
 
     def _problem(self, key: str, message: str) -> None:
         self.last_error = message
-        now = time.monotonic()
-        if now - self._last_logged.get(key, -math.inf) >= ERROR_LOG_INTERVAL:
-            self._last_logged[key] = now
-            logger.error("clip: %s", message)
+        self._errors.log(key, "clip: %s", message)
 
     def status(self) -> dict[str, Any]:
         with self._lock:

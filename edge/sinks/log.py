@@ -35,6 +35,7 @@ from collections import deque
 from typing import Any
 
 from edge.prediction import Prediction, event_wall, iso_wall
+from edge.ratelog import RateLimitedLog
 from edge.sinks.base import Sink, SinkContext
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class LogSink(Sink):
         self._backlog: deque[bytes] = deque(maxlen=cfg.backlog) if cfg.backlog > 0 else deque(maxlen=0)
         self._failing = False  # the last attempt to write failed
         self._retry_at = 0.0  # monotonic time of the next attempt while failing
-        self._reminded_at = 0.0
+        self._reminders = RateLimitedLog(logger, REMIND_SECONDS, logging.WARNING)  # while failing: a line a minute
         self.lines = 0
         self.rotations = 0
         self.unwritten_events = 0  # event/status lines that could not be written when they happened
@@ -292,21 +293,20 @@ class LogSink(Sink):
     def _failed(self, err: OSError) -> None:
         self.failed_writes += 1
         self.last_error = f"{errno.errorcode.get(err.errno, err.errno)}: {err.strerror or err}"
-        now = time.monotonic()
-        self._retry_at = now + self.cfg.retry_seconds
+        self._retry_at = time.monotonic() + self.cfg.retry_seconds
         if not self._failing:
             self._failing = True
-            self._reminded_at = now
             fix = FIXES.get(err.errno, "check the disk and the path")
-            logger.error("log %s cannot be written (%s): %s; events are kept in memory (up to %d) and the "
-                         "daemon keeps running", self.path, err.strerror or err, fix, self._backlog.maxlen)
-        elif now - self._reminded_at >= REMIND_SECONDS:
-            self._reminded_at = now
-            logger.warning("log %s still cannot be written (%s): %d events waiting, %d lines unwritten so far",
-                           self.path, self.last_error, len(self._backlog), self.unwritten)
+            self._reminders.log("write", "log %s cannot be written (%s): %s; events are kept in memory (up to %d) "
+                                "and the daemon keeps running", self.path, err.strerror or err, fix,
+                                self._backlog.maxlen, level=logging.ERROR)
+        else:
+            self._reminders.log("write", "log %s still cannot be written (%s): %d events waiting, %d lines unwritten "
+                                "so far", self.path, self.last_error, len(self._backlog), self.unwritten)
 
     def _recovered(self) -> None:
         self._failing = False
+        self._reminders.forget("write")
         logger.warning("log %s is writable again: so far %d lines could not be written in time "
                        "(%d events, %d of them lost; %d predictions, dropped)", self.path, self.unwritten,
                        self.unwritten_events, self.lost_events, self.unwritten_predictions)
