@@ -11,6 +11,7 @@ cannot be built.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import struct
 import subprocess
@@ -163,7 +164,15 @@ def test_stream_model_refuses_a_truncated_model(tiny_model_path, tiny_labels_pat
 
 @pytest.fixture(scope="module")
 def fallback_python() -> Path:
-    """python of a venv with tflite-runtime 2.14 and numpy<2 and no ai-edge-litert, or skip."""
+    """python of a venv with tflite-runtime 2.14 and numpy<2 and no ai-edge-litert, or skip.
+
+    This interpreter itself when it already runs tflite-runtime (32-bit Arm)."""
+    from edge import runtime
+
+    if runtime.backend().package == "tflite-runtime":
+        return Path(sys.executable)
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip(f"no tflite-runtime venv is built on {platform.machine()} (its wheels are x86_64/aarch64/armv7l)")
     base = Path(getattr(sys, "_base_executable", sys.executable))
     if sys.version_info[:2] != (3, 11):
         pytest.skip("tflite-runtime 2.14 has wheels for Python <= 3.11 only; this is "
