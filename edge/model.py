@@ -100,6 +100,14 @@ def _quiet_stderr():
         os.close(saved)
 
 
+def _signature_indices(interp, key: str) -> tuple[dict[str, int], dict[str, int]]:
+    """A signature's inputs and outputs as name -> tensor index, in the signature's order, through the public
+    SignatureRunner API (the same in ai-edge-litert and tflite-runtime 2.14; it allocates nothing)."""
+    runner = interp.get_signature_runner(key)
+    return ({name: d["index"] for name, d in runner.get_input_details().items()},
+            {name: d["index"] for name, d in runner.get_output_details().items()})
+
+
 class StreamModel:
     """A stream model: its interpreter(s), created once, and its recurrent state.
 
@@ -201,9 +209,7 @@ class StreamModel:
             raise EdgeError(f"model file {self.path} has no signature: export the stream model with a serving signature "
                             "(image + states in, logits + states out)")
         key = SIGNATURE if SIGNATURE in sigs else next(iter(sigs))
-        full = interp._get_full_signature_list()[key]  # name -> tensor index, both directions
-        inputs: dict[str, int] = full["inputs"]
-        outputs: dict[str, int] = full["outputs"]
+        inputs, outputs = _signature_indices(interp, key)  # name -> tensor index, both directions
         details = {d["index"]: d for d in interp.get_tensor_details()}
 
         image_name = "image" if "image" in inputs else None
@@ -245,9 +251,9 @@ class StreamModel:
         return image, states, outputs[out_name]
 
     def _read_head(self) -> tuple[int, int, int]:
-        full = self._head_interp._get_full_signature_list()
-        sig = full.get(SIGNATURE) or next(iter(full.values()))
-        pooled, logits = sig["inputs"][split_model.POOLED], sig["outputs"][split_model.LOGITS]
+        sigs = self._head_interp.get_signature_list()
+        inputs, outputs = _signature_indices(self._head_interp, SIGNATURE if SIGNATURE in sigs else next(iter(sigs)))
+        pooled, logits = inputs[split_model.POOLED], outputs[split_model.LOGITS]
         return pooled, logits, int(np.prod(self._head_interp.tensor(logits)().shape))
 
     def _outputs_alias_inputs(self) -> bool:
