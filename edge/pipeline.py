@@ -89,7 +89,9 @@ class Pipeline:
         smoothed = self.smoother.update(probs)
         events = self.tracker.update(frame.t, smoothed)
         labels = self.labels
-        top, smoothed_top = ranked(labels, probs, self.top), ranked(labels, smoothed, self.top)
+        top = ranked(labels, probs, self.top)
+        # smoothing "none" (the default) returns probs as float64: the same values, so the same ranking
+        smoothed_top = top if self.smoother.method == "none" else ranked(labels, smoothed, self.top)
         scores, active = self.tracker.scores(smoothed), self.tracker.active()
         latency = {}
         if started is not None:

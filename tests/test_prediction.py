@@ -39,6 +39,19 @@ def test_top_k_equals_full_stable_sort_on_random_and_tied_vectors():
             assert top_k(tied, k).tolist() == np.argsort(-tied, kind="stable")[:k].tolist()
 
 
+@pytest.mark.parametrize("k", [1, 2, 16, 17, 40, 599, 600])  # the argmax scans (k <= 16) and the sort
+def test_top_k_is_the_stable_sort_on_both_paths_with_ties_infinities_and_integers(k):
+    rng = np.random.default_rng(k)
+    for _ in range(20):
+        tied = rng.integers(0, 4, 600).astype(np.float32)
+        with_inf = tied.copy()
+        with_inf[rng.choice(600, 590, replace=False)] = -np.inf  # fewer finite values than k: -inf ones follow
+        for probs in (tied, with_inf, tied.astype(np.float64), tied.astype(np.int64)):
+            assert top_k(probs, k).tolist() == np.argsort(-probs, kind="stable")[:k].tolist()
+            assert [s.label for s in ranked([str(i) for i in range(600)], probs, k)] == \
+                [str(i) for i in top_k(probs, k)]
+
+
 def test_the_top_1_never_depends_on_k():
     rng = np.random.default_rng(2)
     for _ in range(200):
