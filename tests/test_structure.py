@@ -25,6 +25,19 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def imported(node: ast.stmt, package: str, modules: set[str]) -> set[str]:
+    """The edge modules one import statement names (relative imports resolved against ``package``)."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names if a.name.startswith("edge")}
+    if isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:
+            base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+        if base.startswith("edge"):
+            return {base} | {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules}
+    return set()
+
+
 def top_level_imports(path: Path, modules: set[str]) -> set[str]:
     """edge modules imported when ``path`` is imported: module level (try/if included), not inside
     functions or classes (lazy), not under ``if TYPE_CHECKING``."""
@@ -35,16 +48,8 @@ def top_level_imports(path: Path, modules: set[str]) -> set[str]:
 
     def visit(body: list[ast.stmt]) -> None:
         for node in body:
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name.startswith("edge"))
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
-                if not base.startswith("edge"):
-                    continue
-                found.add(base)
-                found.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules)
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.update(imported(node, package, modules))
             elif isinstance(node, ast.If) and not _is_type_checking(node):
                 visit(node.body)
                 visit(node.orelse)
@@ -80,15 +85,7 @@ def all_imports(path: Path, modules: set[str]) -> set[str]:
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("edge"))
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            if base.startswith("edge"):
-                found.add(base)
-                found.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules)
+        found.update(imported(node, package, modules))
     return {m for m in found if m in modules and m != me}
 
 
