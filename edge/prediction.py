@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Probabilities from logits (a new float32 array; the input is left alone)."""
-    z = logits.astype(np.float32, copy=True)
-    z -= z.max()
+    z = np.subtract(logits, logits.max(), dtype=np.float32)  # a new array: max and difference as float32
     np.exp(z, out=z)
     z /= z.sum()
     return z

@@ -65,7 +65,6 @@ class ExactWindow:
         self.size = int(size)
         self._ring = np.zeros((self.size, dim), np.float32)
         self._sum = np.zeros(dim, np.float64)
-        self._mean64 = np.zeros(dim, np.float64)
         self.mean = np.zeros(dim, np.float32)
         self.reset()
 
@@ -88,8 +87,7 @@ class ExactWindow:
         self._pushes += 1
         if self._pushes % (self.size * RESUM_EVERY) == 0:
             np.sum(self._ring, axis=0, dtype=np.float64, out=self._sum)
-        np.divide(self._sum, self.count, out=self._mean64)
-        self.mean[...] = self._mean64
+        np.divide(self._sum, self.count, out=self.mean, casting="same_kind")  # in float64, rounded once to float32
         return self.mean
 
 
