@@ -66,6 +66,14 @@ def test_each_model_is_timed_with_the_configured_policy(store, video):
         assert m["frame_ms"] >= m["stream_ms"] > 0
 
 
+def test_one_model_bench_splits_its_ratio_into_the_backbone_and_the_work_around_it(store, video):
+    r = bench.run_bench(ModelConfig(name="t0"), video, frames=12, growth_from=12)
+    assert r["frames"] == 12 and r["split"]
+    assert 0 < r["backbone_to_original"] < r["ratio_to_original"]  # the path holds more than its backbone invoke
+    around = r["ratio_to_original"] - r["backbone_to_original"]
+    assert f"= backbone invoke {r['backbone_to_original']:.3f} + the work around it {around:.3f}" in bench.format_bench(r)
+
+
 def test_cli_saves_the_result_where_doctor_finds_it(store, video, tmp_path, capsys):
     assert cli.main(["bench", "--all-models", "--video", str(video), "--frames", "12", "--max-share", "1"]) == 0
     out = capsys.readouterr().out
