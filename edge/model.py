@@ -144,6 +144,8 @@ class StreamModel:
         if halves:
             self._feature_index = out_index
             self._pooled_index, self._logits_index, self.num_classes = self._read_head()
+            self._pooled_in = self._head_interp.tensor(self._pooled_index)  # a callable, not a view: invoke() runs
+            self._pooled_shape = self._pooled_in().shape
             self.feature = np.zeros(halves.feature_size, np.float32)  # the last frame's head feature
         else:
             self._feature_index = self._pooled_index = -1
@@ -355,7 +357,7 @@ class StreamModel:
             raise EdgeError(f"model {self.name} is not split ({self.split_reason}): it has no separate head")
         t0 = time.perf_counter()
         interp = self._head_interp
-        interp.tensor(self._pooled_index)().reshape(-1)[...] = pooled
+        self._pooled_in()[...] = pooled.reshape(self._pooled_shape)
         interp.invoke()
         logits = interp.get_tensor(self._logits_index).reshape(-1).astype(np.float32, copy=False)
         self.times.head += time.perf_counter() - t0
@@ -406,4 +408,4 @@ class StreamModel:
         return self._interp.tensor(spec.input_index)().copy()
 
     def close(self) -> None:
-        self._interp = self._head_interp = None
+        self._interp = self._head_interp = self._pooled_in = None
