@@ -184,6 +184,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true", help="file sources: as fast as the pipeline takes frames, not real time")
     p.add_argument("--log", default=None, metavar="PATH", help="write the JSONL log here (handy for a dry run)")
     p.add_argument("--head", default=None, metavar="FILE", help="learned classes (edge learn): a head file (model.head)")
+    p.add_argument("--status", default=None, metavar="PATH",
+                   help="status.json here (status.path): one daemon per status file, so a dry run beside the service needs its own")
     p.add_argument("--demo", action="store_true",
                    help="play the demo clip in a loop (what an interactive run does when no camera is found)")
     p.set_defaults(func=cmd_run)
@@ -205,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         logger.warning("no config file at %s: running with the defaults", path)
         cfg, path = config.Config(), None
-    overrides = Overrides(source=args.source, fast=args.fast, log=args.log, head=args.head)
+    overrides = Overrides(source=args.source, fast=args.fast, log=args.log, head=args.head, status=args.status)
     if args.demo or (not args.source and demo.interactive() and _no_camera(overrides.apply(cfg))):
         return demo.run(cfg, path, Overrides(head=args.head))
     daemon = Daemon(cfg, overrides, config_path=path)

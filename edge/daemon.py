@@ -33,7 +33,8 @@ from edge.errors import EdgeError
 from edge.inference import InferenceLoop
 from edge.pipeline import Pipeline
 from edge.ring import FrameRing
-from edge.service import Notifier, default_status_path, write_atomic
+from edge.capture.base import short_name
+from edge.service import Notifier, StatusLock, default_status_path, write_atomic
 from edge.sinks.base import SinkContext, SinkRunner
 from edge.status import Stats, snapshot, stats_line, status_line
 
@@ -47,9 +48,12 @@ class Overrides:
     fast: bool = False
     log: str | None = None
     head: str | None = None  # learned classes (edge learn): a head file, as model.head
+    status: str | None = None  # status.json path (a dry run beside the service needs its own: one daemon per path)
 
     def apply(self, cfg: Config) -> Config:
         cfg = cfg.model_copy(deep=True)
+        if self.status:
+            cfg.status.path = str(Path(self.status).expanduser())
         if self.head:
             cfg.model.head = str(Path(self.head).expanduser().resolve())  # a flag's path is the shell's, not models/
         if self.source:
@@ -81,6 +85,7 @@ class Daemon:
         self.source: FrameSource | None = None
         self.runners: list[SinkRunner] = []
         self.status_path = Path(self.cfg.status.path) if self.cfg.status.path else default_status_path()
+        self._lock = StatusLock(self.status_path)  # one daemon per status path
         self.ready = threading.Event()  # first inference done
         self.finished = threading.Event()  # the source ended (file without loop)
         self.exit_code = 0
@@ -99,30 +104,39 @@ class Daemon:
     def _open_configured_source(self, cfg: Config) -> FrameSource:
         s = cfg.source
         return open_source(s.kind, s.spec, width=s.width, height=s.height, fps=s.fps, loop=s.loop,
-                           paced=not self.overrides.fast)
+                           paced=not self.overrides.fast, timeout=s.stall_seconds)
 
     def _build_sinks(self, cfg: Config, labels: list[str]) -> list[SinkRunner]:
         ctx = SinkContext(labels=labels, ring=self.ring, source_fps=lambda: getattr(self.source, "fps", 0.0) or 0.0,
                           rules=[r.name for r in cfg.watch], frame_size=lambda: self.stats.frame_hw,
-                          camera=self._camera)
+                          camera=self._camera, source=lambda: short_name(self.source.name) if self.source else "")
         return [sink_registry.build(sc, ctx) for sc in cfg.sinks]
 
     def _camera(self) -> Any:
         """The open picamera2 camera (the overlay's DRM preview draws on it), or None for any other source."""
         return self.source.camera if isinstance(self.source, (PicameraSource, AutoSource)) else None
 
-    def _ring_capacity(self, cfg: Config, source: FrameSource) -> int:
-        fps = source.fps if source.fps and source.fps > 0 else cfg.source.fps
-        return max(8, int(cfg.source.ring_seconds * fps) + 1)
+    def _ring(self, cfg: Config, source: FrameSource) -> FrameRing:
+        """ring_seconds of frames (by their time) within ring_mb; the frame count only a safety net (a source's
+        rate is not known before it opens, and may be more than it says)."""
+        fps = max(source.fps or 0.0, cfg.source.fps, 30.0)
+        return FrameRing(max(8, int(cfg.source.ring_seconds * fps) + 1), max_bytes=int(cfg.source.ring_mb * 2**20),
+                         seconds=cfg.source.ring_seconds)
+
+    def _on_source(self, source: FrameSource) -> None:
+        """The capture supervisor replaced a stalled source with a fresh one."""
+        self.source = source
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         """Open model, source and sinks; start the threads. Raises EdgeError on a setup mistake."""
+        self._lock.acquire()  # before anything else: a second daemon on this status path stops here, touching nothing
         pipeline = Pipeline.build(self.cfg)
         self.source = self.source_factory(self.cfg)
-        self.ring = FrameRing(self._ring_capacity(self.cfg, self.source), max_bytes=int(self.cfg.source.ring_mb * 2**20))
-        self.capture = CaptureSupervisor(self.ring, self.stats, self.stop_event)
+        self.ring = self._ring(self.cfg, self.source)
+        self.capture = CaptureSupervisor(self.ring, self.stats, self.stop_event,
+                                         factory=lambda: self.source_factory(self.cfg), on_source=self._on_source)
         self.capture.open(self.source)
         self.runners = self._build_sinks(self.cfg, pipeline.labels)
         for r in self.runners:
@@ -165,6 +179,7 @@ class Daemon:
         for r in self.runners:
             r.close(timeout=2.0)
         self._write_status()  # before forgetting the sinks: the last status.json keeps their final counts
+        self._lock.release()
         self.runners = []
         logger.info("stopped after %.0f s: %d frames, %d inferences", time.monotonic() - self.stats.started_mono,
                     self.stats.frames_in, self.stats.inferences)
@@ -195,12 +210,13 @@ class Daemon:
                 announced = True
                 self.notifier.ready(self._status_line())
                 logger.info("ready: %s", self._status_line())
-            elif (not announced and self.stats.source_state == "reconnecting"
+            elif (not announced and self.stats.source_state in ("reconnecting", "stalled")
                   and now - self.stats.started_mono > self.WAIT_FOR_SOURCE):
                 # No camera at boot: tell systemd we are up (waiting) rather than let its start
                 # timeout kill us into a restart loop; the watchdog still catches a hang.
                 announced = True
-                why = f"waiting for the source: {self.stats.last_error or 'not available'}"
+                what = "a camera" if isinstance(self.source, AutoSource) else "the source"
+                why = f"waiting for {what}: {self.stats.last_error or 'not available'}"
                 self.notifier.ready(why)
                 logger.warning("%s (started anyway; frames will be classified when it appears)", why)
             if self._reload_flag.is_set():
@@ -328,7 +344,7 @@ class Daemon:
     def snapshot(self) -> dict[str, Any]:
         """status.json's content now."""
         return snapshot(self.stats, source_name=self.source.name if self.source else None, pipeline=self.pipeline,
-                        ring_dropped=self.ring.dropped if self.ring else 0,
+                        ring_dropped=self.ring.dropped if self.ring else 0, ring=self.ring.stats() if self.ring else None,
                         last=self.inference.last if self.inference else None, runners=self.runners,
                         healthy=self.healthy())
 

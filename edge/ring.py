@@ -91,12 +91,17 @@ class FrameRing:
             return sum(1 for f in self._frames if f.seq > self._read_seq)
 
     def wait_for_room(self, max_unread: int, stopped: Callable[[], bool], timeout: float = 0.5) -> None:
-        """Block while ``max_unread`` frames (or half what the byte budget holds) wait to be read:
-        backpressure for --fast files, so no frame is pushed out unread."""
+        """Block while ``max_unread`` frames (or half what the byte budget holds, or half the seconds the ring
+        keeps) wait to be read: backpressure for --fast files, so no frame is pushed out unread."""
         with self._cond:
-            while not stopped() and (sum(1 for f in self._frames if f.seq > self._read_seq)
-                                     >= min(max_unread, max(1, self._holds() // 2))):
+            while not stopped() and self._unread_full(max_unread):
                 self._cond.wait(timeout)
+
+    def _unread_full(self, max_unread: int) -> bool:
+        unread = [f for f in self._frames if f.seq > self._read_seq]
+        if len(unread) >= min(max_unread, max(1, self._holds() // 2)):
+            return True
+        return bool(unread) and self.seconds is not None and unread[-1].t - unread[0].t >= self.seconds / 2
 
     def newer(self, seq: int, timeout: float) -> list[Frame]:
         """Frames with a sequence number above ``seq``, oldest first; waits up to ``timeout`` for one."""

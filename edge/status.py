@@ -88,7 +88,8 @@ def stats_line(stats: Stats, ring_dropped: int, runners: list[SinkRunner]) -> st
 
 
 def snapshot(stats: Stats, *, source_name: str | None, pipeline: Pipeline | None, ring_dropped: int,
-             last: Prediction | None, runners: list[SinkRunner], healthy: bool) -> dict[str, Any]:
+             last: Prediction | None, runners: list[SinkRunner], healthy: bool,
+             ring: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of status.json (:func:`format_status` shows it)."""
     s = stats
     p = pipeline
@@ -99,7 +100,9 @@ def snapshot(stats: Stats, *, source_name: str | None, pipeline: Pipeline | None
         "started": s.started,
         "uptime_s": round(time.monotonic() - s.started_mono, 1),
         "source": {"name": source_name, "state": s.source_state,
-                   "fps": round(Stats.rate(s.in_times), 2), "frames": s.frames_in, "reopens": s.reopens},
+                   "fps": round(Stats.rate(s.in_times), 2), "frames": s.frames_in, "reopens": s.reopens,
+                   "stalls": s.stalls},
+        "ring": ring or {},  # frames, bytes, max_bytes (source.ring_mb), seconds
         "model": {"name": p.engine.describe() if p else None, "fps": round(Stats.rate(s.infer_times), 2),
                   "inferences": s.inferences, "resets": s.resets},
         "drops": {"ring": ring_dropped, "overrun": s.overrun_drops, "subsampled": s.sampled_out},
@@ -131,11 +134,16 @@ def format_status(d: dict[str, Any], path: Path | None = None) -> str:
     stale = f"  (STALE: last update {_ago(age)} ago; is the daemon running?)" if age > 10 else ""
     lines.append(f"edge pid {d.get('pid')}, up {_ago(d.get('uptime_s', 0))}, {'healthy' if d.get('healthy') else 'NOT HEALTHY'}{stale}")
     lines.append(f"source   {src.get('name')} [{src.get('state')}] {src.get('fps', 0):.1f} fps in, "
-                 f"{src.get('frames', 0)} frames, {src.get('reopens', 0)} reopens")
+                 f"{src.get('frames', 0)} frames, {src.get('reopens', 0)} reopens"
+                 + (f", {src['stalls']} stalls" if src.get("stalls") else ""))
     lines.append(f"model    {model.get('name')} {model.get('fps', 0):.1f} fps, {model.get('inferences', 0)} inferences, "
                  f"{model.get('resets', 0)} resets")
     lines.append(f"drops    ring {drops.get('ring', 0)}, overrun {drops.get('overrun', 0)} "
                  f"(subsampled to 5 fps: {drops.get('subsampled', 0)})")
+    ring = d.get("ring") or {}
+    if ring.get("max_bytes"):
+        lines.append(f"ring     {ring.get('frames', 0)} frames, {ring.get('bytes', 0) / 2**20:.1f} of "
+                     f"{ring['max_bytes'] / 2**20:.1f} MB ({ring.get('seconds', 0):.1f} s)")
     lat = d.get("latency", {})
     if lat:
         parts = [f"{k} {v['p50_ms']:.1f}/{v['p95_ms']:.1f}" for k, v in lat.items()]

@@ -113,6 +113,7 @@ def test_status_formats_a_daemons_status_file(capsys, status_file):
     assert lines[1].startswith("source   file:clip.mp4 [ok] ") and "10 frames, 0 reopens" in lines[1]
     assert lines[2].startswith("model    tiny_stream.tflite") and "10 inferences, 0 resets" in lines[2]
     assert lines[3].startswith("drops    ring 0, overrun 0")
+    assert lines[4].startswith("ring     ") and " MB (" in lines[4]  # the ring's bytes within source.ring_mb
     assert any(line.startswith("top      red ") for line in lines)
     assert "events   none active" in lines
     assert any(line.startswith("sink     record [ok]") for line in lines)

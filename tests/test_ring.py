@@ -314,3 +314,23 @@ def test_the_ring_keeps_ring_seconds_of_frames_whatever_the_rate(seconds, put_t,
     for seq, t in enumerate(put_t, start=1):
         ring.put(frame(seq, t))
     assert seqs(ring.since(0)) == holds
+
+
+def test_wait_for_room_respects_the_seconds_bound():
+    ring = FrameRing(100, seconds=0.4)
+    for seq, t in ((1, 0.0), (2, 0.1), (3, 0.2)):
+        ring.put(frame(seq, t))  # 0.2 s unread: half the ring's seconds
+    blocked, released = threading.Event(), threading.Event()
+
+    def writer():
+        blocked.set()
+        ring.wait_for_room(50, lambda: False, timeout=0.05)
+        released.set()
+
+    th = threading.Thread(target=writer)
+    th.start()
+    assert blocked.wait(5)
+    assert not released.wait(0.2), "wait_for_room let a writer push unread frames out by time"
+    ring.newer(0, timeout=0)
+    th.join(5)
+    assert released.is_set()

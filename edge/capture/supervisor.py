@@ -81,7 +81,8 @@ class CaptureStats:
     stalls: int = 0  # reads that blocked for stall_seconds (the source was replaced, or waited for)
     last_frame_mono: float = 0.0
     capture_beat: float = field(default_factory=time.monotonic)
-    source_state: str = "starting"  # starting | ok | stalled | reconnecting | failed
+    # starting | ok | stalled (no frame for stall_seconds) | reconnecting (failed or absent: reopened with backoff) | failed
+    source_state: str = "starting"
     last_error: str = ""
     frame_hw: tuple[int, int] | None = None  # (h, w) of the newest frame
     in_times: deque = field(default_factory=lambda: deque(maxlen=64))
@@ -239,6 +240,7 @@ class CaptureSupervisor:
         live = source.realtime and getattr(source, "kind", None) != "file"
         last_sig: bytes | None = None
         same_since = 0.0
+        read_at = 0.0  # when the read in progress began
         sized = False  # the ring's room checked against this source's frames
         while self._current(gen):
             stats.capture_beat = time.monotonic()
@@ -257,7 +259,9 @@ class CaptureSupervisor:
                 if fast:
                     ring.wait_for_room(max(2, ring.capacity // 2), lambda: not self._current(gen))
                 self._busy(gen, True)
+                read_at = time.monotonic()
                 frame = source.read()
+                read_at = 0.0
                 self._busy(gen, False)
                 if not self._current(gen):
                     return
@@ -293,7 +297,14 @@ class CaptureSupervisor:
                 self._busy(gen, False)
                 if not self._current(gen):
                     return
-                stats.source_state = "reconnecting"
+                blocked, read_at = (time.monotonic() - read_at if read_at else 0.0), 0.0
+                if blocked >= 0.8 * cfg.stall_seconds:  # the source's own read timeout (stall_seconds): a stall
+                    if stats.source_state != "stalled":
+                        stats.stalls += 1
+                    stats.source_state = "stalled"
+                    err = SourceError(f"{source.name}: no frame for {blocked:.0f} s (stalled)")
+                else:
+                    stats.source_state = "reconnecting"
                 stats.last_error = str(err)
                 self._report(str(err), f"{err}: reopening in {backoff:.0f} s (then every {cfg.reopen_max_seconds:.0f} s "
                                        "at most; logged again when the reason changes)")
@@ -371,8 +382,7 @@ class CaptureSupervisor:
                 return
             if self._thread is not None:
                 self._abandoned.append(self._thread)
-        stats.source_state = "reconnecting"
-        self._spawn(fresh, need_open=True)
+        self._spawn(fresh, need_open=True)  # still "stalled" until the fresh source delivers
         if self.on_source is not None:
             self.on_source(fresh)
 

@@ -48,6 +48,7 @@ class SinkContext:
     source_fps: Callable[[], float] = lambda: 0.0
     rules: list[str] = field(default_factory=list)
     frame_size: Callable[[], tuple[int, int] | None] = lambda: None  # (h, w) of the source frames
+    source: Callable[[], str] = lambda: ""  # the source's short name (a log line's src: merged logs stay readable)
     camera: CameraRef = lambda: None  # the open picamera2.Picamera2 or None (see CameraRef)
 
     @staticmethod

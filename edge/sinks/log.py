@@ -179,16 +179,22 @@ class LogSink(Sink):
 
     # ------------------------------------------------------------------ lines
 
+    def _tagged(self, line: dict[str, Any]) -> dict[str, Any]:
+        """The line with its source's short name (``src``), so two daemons' lines in one file can be told apart."""
+        src = self.ctx.source()
+        return {**line, "src": src} if src else line
+
     def write_status(self, what: str, **extra: Any) -> None:
         wall = iso_wall(time.time())
         with self._lock:
-            self._line(_encode({"t": extra.pop("t", None), "wall": wall, "kind": "status", "status": what, **extra}),
+            self._line(_encode(self._tagged({"t": extra.pop("t", None), "wall": wall, "kind": "status", "status": what,
+                                             **extra})),
                        event=True)
 
     def event(self, event, latest: Prediction | None) -> None:
         with self._lock:
             if not self._closed:
-                self._line(_encode(event_line(event, latest)), event=True)
+                self._line(_encode(self._tagged(event_line(event, latest))), event=True)
 
     def emit(self, p: Prediction) -> None:
         with self._lock:
@@ -196,7 +202,7 @@ class LogSink(Sink):
                 return
             every = self.cfg.prediction_every
             if self._next_t is None or p.t >= self._next_t or every == 0:
-                self._line(_encode(prediction_line(p, self.cfg.top)), event=False)
+                self._line(_encode(self._tagged(prediction_line(p, self.cfg.top))), event=False)
                 self._next_t = p.t + every if self._next_t is None or p.t - self._next_t > every else self._next_t + every
 
     def _line(self, data: bytes, event: bool) -> None:
