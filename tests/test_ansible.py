@@ -408,26 +408,36 @@ def test_a_bad_variable_fails_on_check_config_and_leaves_the_running_config(devi
 def test_head_files_and_vault_urls_are_pushed_and_reload(device, base_vars, tmp_path):
     head = tmp_path / "my-actions.head"
     head.write_bytes(b"a learned head, pushed as it is")
-    secret = "ntfy://ntfy.sh/edge-fleet-secret-topic"
+    secret = "json://127.0.0.1:9/edge-fleet-secret-token"  # a closed port: nothing is delivered anywhere
     pid = device.main_pid()
-    run = device.playbook(with_vars(base_vars, edge_heads=[str(head)], edge_notify_urls=[secret]))
+    pushed_vars = with_vars(base_vars, edge_heads=[str(head)], edge_notify_urls=[secret])
+    run = device.playbook(pushed_vars)
     assert run.rc == 0, run
-    assert secret not in run.output and "edge-fleet-secret-topic" not in run.output
+    assert "edge-fleet-secret-token" not in run.output
     pushed = device.root / "var/lib/edge/models/my-actions.head"
     assert pushed.read_bytes() == head.read_bytes()
     urls = device.run("stat", "-c", "%a %U:%G", "/etc/edge/notify.urls").stdout.split()
-    assert urls == ["640", "root:edge"]
+    assert urls == ["600", "edge:edge"]  # the edge user only, as the notify sink asks
     assert (device.root / "etc/edge/notify.urls").read_text() == secret + "\n"
     assert device.main_pid() == pid  # reloaded, not restarted
-    again = device.playbook(with_vars(base_vars, edge_heads=[str(head)], edge_notify_urls=[secret]))
+
+    # a notify sink reading them: install.sh adds Apprise (check-config needs it) and the sink runs
+    sinks = [*base_vars["edge_sinks"], {"type": "notify", "urls_file": "/etc/edge/notify.urls"}]
+    notify_vars = with_vars(pushed_vars, edge_sinks=sinks)
+    run = device.playbook(notify_vars)
+    assert run.rc == 0, run
+    assert "edge-fleet-secret-token" not in run.output
+    device.run("/opt/edge/venv/bin/python", "-c", "import apprise")
+    assert any(sink["sink"].startswith("notify") for sink in device.status()["sinks"]), device.status()["sinks"]
+    again = device.playbook(notify_vars)
     assert again.rc == 0 and again.recap["pi1"]["changed"] == 0, again
+
     own = device.root / "var/lib/edge/models/learned-here.head"  # made on the device: not the role's
     own.write_bytes(b"edge learn on the device")
     gone = device.playbook(base_vars)  # no heads and no URLs any more: the role's files go
     assert gone.rc == 0, gone
     assert not (device.root / "etc/edge/notify.urls").exists()
     assert not pushed.exists() and own.exists()
-    assert device.main_pid() == pid
 
 
 @pytest.mark.container
