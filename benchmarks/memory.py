@@ -31,18 +31,20 @@ SHARED = REPO.parent / "shared"
 SIZES = {"640x480": (640, 480), "1080p": (1920, 1080), "4K": (3840, 2160)}
 
 
-def make_source(clip: Path, size: tuple[int, int], out: Path, seconds: float = 6.0, fps: float = 25.0) -> Path:
-    """The clip scaled to ``size``, looped to about ``seconds`` (MJPEG: quick to write at 4K)."""
+def make_source(clip: Path, size: tuple[int, int] | None, out: Path, seconds: float = 6.0, fps: float = 25.0) -> Path:
+    """The clip scaled to ``size`` (None: as it is), looped to about ``seconds`` (MJPEG: quick to write at 4K).
+    The RTSP tests serve one made here too (tests/rtsp.py)."""
     cap = cv2.VideoCapture(str(clip))
     frames = []
     while True:
         ok, bgr = cap.read()
         if not ok:
             break
-        frames.append(cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR))
+        frames.append(cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR) if size else bgr)
     cap.release()
     if not frames:
-        raise SystemExit(f"cannot read {clip}")
+        raise RuntimeError(f"cannot read {clip}")
+    size = size or (frames[0].shape[1], frames[0].shape[0])
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     for i in range(int(seconds * fps)):
         writer.write(frames[i % len(frames)])

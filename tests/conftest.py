@@ -242,6 +242,19 @@ def write_video(path: Path, colour: tuple[int, int, int], seconds: float = 2.0, 
     return path
 
 
+def write_noise_video(path: Path, frames: int = 10, size: tuple[int, int] = (320, 240), fps: float = 10.0) -> Path:
+    """Random MJPEG frames: every frame too big for FFmpeg's read buffer to hide a truncation of the file."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened(), f"cannot write {path}"
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
+    writer.release()
+    return Path(path)
+
+
 @pytest.fixture
 def make_video():
     """``make_video(path, (255, 0, 0), seconds=2.0, fps=15.0)``: write a solid-colour mp4v clip, return its path."""

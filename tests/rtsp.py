@@ -87,22 +87,9 @@ class RtspServer:
 
 def long_clip(clip: Path, out: Path, seconds: float = 60.0, fps: float = 25.0) -> Path:
     """``clip`` looped to ``seconds`` (MJPEG), so a stream outlasts a test; frames kept in ``out`` only."""
-    import cv2
+    from benchmarks.memory import make_source
 
-    cap = cv2.VideoCapture(str(clip))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(bgr)
-    cap.release()
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    for i in range(int(seconds * fps)):
-        writer.write(frames[i % len(frames)])
-    writer.release()
-    return out
+    return make_source(clip, None, out, seconds=seconds, fps=fps)
 
 
 def shared_long_clip(folder: Path, seconds: float = 60.0) -> Path:

@@ -3,9 +3,8 @@ window, or one that ends before the length its container declares (tiny fixture 
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import pytest
+from conftest import write_noise_video
 
 from edge import cli
 from edge.classify import classify_file, clip_warnings
@@ -15,16 +14,6 @@ from edge.config import ModelConfig
 @pytest.fixture
 def tiny_cfg(tiny_model_path, tiny_labels_path):
     return ModelConfig(name=str(tiny_model_path), labels=str(tiny_labels_path))
-
-
-def noise_clip(path, frames: int, fps: float = 10.0):
-    """MJPEG noise: every frame big enough that cutting the file loses frames, not just its index."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
-    rng = np.random.default_rng(1)
-    for _ in range(frames):
-        writer.write(rng.integers(0, 255, (120, 160, 3), np.uint8))
-    writer.release()
-    return path
 
 
 @pytest.mark.parametrize("frames, last_t, declared, expected", [
@@ -49,7 +38,7 @@ def test_a_one_frame_video_is_classified_with_a_warning(tmp_path, tiny_cfg, make
 
 
 def test_a_truncated_video_is_classified_with_a_warning(tmp_path, tiny_cfg):
-    video = noise_clip(tmp_path / "cut.avi", frames=80)  # 8 s declared
+    video = write_noise_video(tmp_path / "cut.avi", frames=80)  # 8 s declared
     data = video.read_bytes()
     video.write_bytes(data[: len(data) // 3])  # the header still says 80 frames
     result = classify_file(str(video), tiny_cfg)
@@ -57,7 +46,7 @@ def test_a_truncated_video_is_classified_with_a_warning(tmp_path, tiny_cfg):
 
 
 def test_a_whole_long_video_has_no_warning(tmp_path, tiny_cfg):
-    result = classify_file(str(noise_clip(tmp_path / "long.avi", frames=60)), tiny_cfg)
+    result = classify_file(str(write_noise_video(tmp_path / "long.avi", frames=60)), tiny_cfg)
     assert result["warnings"] == []
 
 

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from conftest import write_noise_video
 
 from edge.capture import describe_spec
 from edge.capture.opencv import OpenCVSource, device_index
@@ -100,23 +101,11 @@ def test_a_stream_is_named_without_its_password_even_when_it_fails(caplog):
     assert "s3cret" not in caplog.text
 
 
-def noise_video(path, frames: int = 10, size=(320, 240)):
-    """Random MJPEG frames: too big for FFmpeg's read buffer to hide a truncation."""
-    import cv2
-    import numpy as np
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
-    rng = np.random.default_rng(0)
-    for _ in range(frames):
-        writer.write(rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
-    writer.release()
-    return path
-
 
 def test_a_loop_file_truncated_in_place_is_retried_not_ended(tmp_path):
     from edge.capture.base import SourceError
 
-    path = noise_video(tmp_path / "loop.avi")
+    path = write_noise_video(tmp_path / "loop.avi")
     src = OpenCVSource.file(str(path), loop=True, paced=False)
     with src:
         ts = [src.read().t for _ in range(5)]
@@ -126,7 +115,7 @@ def test_a_loop_file_truncated_in_place_is_retried_not_ended(tmp_path):
                 src.read()
         with pytest.raises(SourceError, match="could not be opened"):  # waited for, not a fatal EdgeError
             src.open()
-        noise_video(path)  # it comes back
+        write_noise_video(path)  # it comes back
         src.open()
         again = src.read().t
     assert again > ts[-1]  # its time goes on: no jump back to 0

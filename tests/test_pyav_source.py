@@ -3,9 +3,9 @@ looping, a file that breaks, one-line errors. The same file through both gives t
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
+from conftest import write_noise_video
 
 from edge.capture import open_source
 from edge.capture.base import SourceError
@@ -14,15 +14,6 @@ from edge.errors import EdgeError
 
 av = pytest.importorskip("av")
 from edge.capture.pyav import PyAVSource  # noqa: E402
-
-
-def noise_video(path, frames: int = 10, size=(320, 240), fps: float = 10.0):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    rng = np.random.default_rng(0)
-    for _ in range(frames):
-        writer.write(rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
-    writer.release()
-    return path
 
 
 def test_the_factory_decodes_files_and_streams_with_pyav(tmp_path):
@@ -55,7 +46,7 @@ def test_frames_are_scaled_to_fit_keeping_the_aspect(make_video, tmp_path, size,
 
 
 def test_the_same_file_gives_the_same_frames_through_both_decoders(tmp_path):
-    path = noise_video(tmp_path / "n.avi", frames=5)
+    path = write_noise_video(tmp_path / "n.avi", frames=5)
     with PyAVSource.file(str(path), paced=False) as a, OpenCVSource.file(str(path), paced=False) as b:
         for _ in range(5):
             fa, fb = a.read(), b.read()
@@ -65,14 +56,14 @@ def test_the_same_file_gives_the_same_frames_through_both_decoders(tmp_path):
 
 
 def test_a_loop_file_plays_again_and_time_goes_on(tmp_path):
-    path = noise_video(tmp_path / "loop.avi", frames=5)
+    path = write_noise_video(tmp_path / "loop.avi", frames=5)
     with PyAVSource.file(str(path), loop=True, paced=False) as src:
         ts = [src.read().t for _ in range(12)]
     assert ts == sorted(ts) and len(set(ts)) == 12
 
 
 def test_a_loop_file_truncated_in_place_is_retried_not_ended(tmp_path):
-    path = noise_video(tmp_path / "loop.avi", frames=10)
+    path = write_noise_video(tmp_path / "loop.avi", frames=10)
     src = PyAVSource.file(str(path), loop=True, paced=False)
     with src:
         last = [src.read().t for _ in range(3)][-1]
@@ -83,7 +74,7 @@ def test_a_loop_file_truncated_in_place_is_retried_not_ended(tmp_path):
         with pytest.raises(SourceError, match="does not exist|could not be opened"):
             path.unlink()
             src.open()
-        noise_video(path)
+        write_noise_video(path)
         src.open()
         assert src.read().t > last
 

@@ -258,39 +258,38 @@ def test_stats_report_frames_bytes_budget_and_span():
     assert ring.stats() == {"frames": 3, "bytes": 900, "max_bytes": 1000, "seconds": 0.2}
 
 
-def test_wait_for_room_respects_the_byte_budget():
-    # room for 3 frames by bytes: the writer must wait once half of that (1) is unread, well before a drop
-    ring = FrameRing(100, max_bytes=900)
-    ring.put(big(1))
+def writer_waits_until_read(ring: FrameRing, max_unread: int = 50) -> bool:
+    """True when a writer's wait_for_room(max_unread) blocks until the reader takes the frames, then returns."""
     blocked, released = threading.Event(), threading.Event()
 
     def writer():
         blocked.set()
-        ring.wait_for_room(50, lambda: False, timeout=0.05)
+        ring.wait_for_room(max_unread, lambda: False, timeout=0.05)
         released.set()
 
     th = threading.Thread(target=writer)
     th.start()
     assert blocked.wait(5)
-    assert not released.wait(0.2), "wait_for_room ignored the byte budget"
+    waited = not released.wait(0.2)
     ring.newer(0, timeout=0)
     th.join(5)
-    assert released.is_set()
+    return waited and released.is_set()
+
+
+def test_wait_for_room_respects_the_byte_budget():
+    # room for 3 frames by bytes: the writer must wait once half of that (1) is unread, well before a drop
+    ring = FrameRing(100, max_bytes=900)
+    ring.put(big(1))
+    assert writer_waits_until_read(ring), "wait_for_room ignored the byte budget"
 
 
 def test_a_1080p_clip_stays_within_the_ring_budget(tmp_path):
     """A 1080p file read through the real source at 640x480 at most: the ring's own byte count stays bounded."""
-    import cv2
+    from conftest import write_noise_video
 
     from edge.capture.opencv import OpenCVSource
 
-    path = tmp_path / "hd.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (1920, 1080))
-    assert writer.isOpened()
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        writer.write(rng.integers(0, 255, (1080, 1920, 3), np.uint8))
-    writer.release()
+    path = write_noise_video(tmp_path / "hd.avi", frames=30, size=(1920, 1080), fps=25)
     budget = 3_000_000
     ring = FrameRing(1000, max_bytes=budget)
     src = OpenCVSource.file(str(path), paced=False, width=640, height=480)
@@ -320,17 +319,4 @@ def test_wait_for_room_respects_the_seconds_bound():
     ring = FrameRing(100, seconds=0.4)
     for seq, t in ((1, 0.0), (2, 0.1), (3, 0.2)):
         ring.put(frame(seq, t))  # 0.2 s unread: half the ring's seconds
-    blocked, released = threading.Event(), threading.Event()
-
-    def writer():
-        blocked.set()
-        ring.wait_for_room(50, lambda: False, timeout=0.05)
-        released.set()
-
-    th = threading.Thread(target=writer)
-    th.start()
-    assert blocked.wait(5)
-    assert not released.wait(0.2), "wait_for_room let a writer push unread frames out by time"
-    ring.newer(0, timeout=0)
-    th.join(5)
-    assert released.is_set()
+    assert writer_waits_until_read(ring), "wait_for_room let a writer push unread frames out by time"

@@ -5,20 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from edge import cli
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("edge: error: "), err
-    return lines[0]
+from test_cli import edge as run
+from test_cli import error_line as one_error
 
 
 @pytest.mark.parametrize("content, needle", [
