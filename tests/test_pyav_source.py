@@ -93,3 +93,32 @@ def test_an_unreachable_stream_is_a_source_error_without_the_password():
     with pytest.raises(SourceError) as err:
         src.open()
     assert "s3cret" not in str(err.value) and "admin" not in str(err.value)
+
+
+def test_a_big_mjpeg_source_is_decoded_small_by_the_decoder_itself(tmp_path):
+    import cv2
+
+    path = tmp_path / "big.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (2560, 1440))
+    for i in range(3):
+        w.write(np.full((1440, 2560, 3), (0, 60 * i, 200), np.uint8))
+    w.release()
+    with PyAVSource.file(str(path), paced=False, width=640, height=480) as src:
+        frame = src.read()
+        decoded = (src._frame.width, src._frame.height)
+    assert decoded == (640, 360)  # 1/4 size out of the JPEG decoder: no 2560x1440 frame was ever made
+    assert frame.pixels.shape == (360, 640, 3)
+    assert tuple(frame.pixels[180, 320]) == pytest.approx((200, 0, 0), abs=8)
+
+
+@pytest.mark.parametrize("codec, size, need, halvings", [
+    ("mjpeg", (3840, 2160), (640, 360), 2),
+    ("mjpeg", (1920, 1080), (640, 360), 1),
+    ("mjpeg", (1280, 720), (1280, 720), 0),
+    ("mjpeg", (7680, 4320), (160, 90), 3),  # the decoder halves three times at most
+    ("h264", (3840, 2160), (640, 360), 0),  # only JPEG decoders can
+])
+def test_lowres_halvings(codec, size, need, halvings):
+    from edge.capture.pyav import _lowres
+
+    assert _lowres(codec, *size, *need) == halvings

@@ -62,10 +62,14 @@ class PyAVSource(OpenCVSource):
         # two decoder threads whatever the board: each frame thread holds its own frames (measured on the 1080p
         # H.264 clip: +31 MB with FFmpeg's one-per-core on 2 cores, +24 MB with 2), and the model wants the rest
         stream.thread_type, stream.thread_count = "AUTO", 2
+        ctx = stream.codec_context
+        fit = fit_within(ctx.width, ctx.height, self.width, self.height)
+        lowres = _lowres(ctx.name, ctx.width, ctx.height, *fit) if fit else 0
+        if lowres:  # a JPEG decoder can decode at 1/2, 1/4 or 1/8 size: no full-size frame is ever made
+            ctx.options = {**ctx.options, "lowres": str(lowres)}
         self._container, self._stream = container, stream
         self._frames = container.decode(stream)
         self._cap = container  # what OpenCVSource checks for "open"
-        ctx = stream.codec_context
         rate = float(stream.average_rate or stream.guessed_rate or 0.0)
         count = float(stream.frames or 0)
         if not count and rate and container.duration:  # containers without a frame count (mkv): from the duration
@@ -116,6 +120,17 @@ class PyAVSource(OpenCVSource):
         except Exception as err:  # an odd pixel format swscale refuses
             raise SourceError(f"{self.name}: a frame could not be converted: {_reason(err)}") from None
         return rgb if rgb.flags.c_contiguous else np.ascontiguousarray(rgb)  # rows padded to swscale's alignment
+
+
+def _lowres(codec: str, width: int, height: int, need_w: int, need_h: int) -> int:
+    """How many halvings (0-3) the decoder may do itself and still give at least need_w x need_h (the size the
+    frame is scaled to): MJPEG decodes at 1/2, 1/4 or 1/8 size for almost nothing, so a 4K camera costs no 4K frame."""
+    if codec != "mjpeg":
+        return 0
+    k = 0
+    while k < 3 and -(-width >> (k + 1)) >= need_w and -(-height >> (k + 1)) >= need_h:
+        k += 1
+    return k
 
 
 def _reason(err: BaseException) -> str:
