@@ -533,7 +533,8 @@ def _learn_save(head, head_file: Path, cfg, summary: str | None = None) -> None:
 
 
 def _learn_record(args: argparse.Namespace, cfg):
-    """Record from the camera (or --source) into the state directory; (clips, recording id)."""
+    """Record through the running service (from its ring), else from the camera (or --source) itself, into the
+    state directory; (clips, recording id)."""
     import time
 
     from edge import learn
@@ -541,12 +542,16 @@ def _learn_record(args: argparse.Namespace, cfg):
     from edge.service import find_status
     from edge.sinks.clip import safe_label, wall_stamp
 
+    stamp = wall_stamp(time.time())
+    status = find_status(cfg.status.path)
+    pid = None if args.source else learn.service_pid(status)
+    if pid is not None:  # the service has the camera: its ring has the frames (edge/learn_requests.py)
+        from edge.learn_requests import record_through
+
+        clips = record_through(status, pid, args.name, args.seconds, args.count, max(0, args.countdown), stamp,
+                               alive=lambda: learn.service_pid(status) == pid)
+        return clips, f"rec-{stamp}"
     kind, spec = (describe_spec(args.source), args.source) if args.source else (cfg.source.kind, cfg.source.spec)
-    if kind in ("auto", "picamera2", "v4l2"):
-        pid = learn.service_pid(find_status(cfg.status.path))
-        if pid is not None:
-            raise EdgeError(f"the edge service (pid {pid}) has the camera open: stop it while you record "
-                            "(`sudo systemctl stop edge`, record, `sudo systemctl start edge`), or pass --source")
     s = cfg.source
     source = open_source(kind, None if kind in ("auto", "picamera2") else spec, width=s.width, height=s.height,
                          fps=s.fps, paced=True)
@@ -554,7 +559,6 @@ def _learn_record(args: argparse.Namespace, cfg):
         source.open()
     except SourceError as err:
         raise EdgeError(f"cannot open {source.name} to record: {err}") from None
-    stamp = wall_stamp(time.time())
     folder = learn.state_dir() / "learn" / safe_label(args.name)
     try:
         clips = learn.record_clips(source, args.seconds, args.count, folder, stamp, countdown=max(0, args.countdown))

@@ -31,6 +31,7 @@ from edge.config import Config, LogSinkConfig
 from edge.engine import Engine
 from edge.errors import EdgeError
 from edge.inference import InferenceLoop
+from edge.learn_requests import LearnRequests
 from edge.pipeline import Pipeline
 from edge.ring import FrameRing
 from edge.capture.base import short_name
@@ -93,6 +94,8 @@ class Daemon:
         self._reload_flag = threading.Event()
         self.capture: CaptureSupervisor | None = None
         self.inference: InferenceLoop | None = None
+        # `edge learn record` while the service runs: clips from the ring, on a worker thread (learn_requests.py)
+        self.learn_requests = LearnRequests(self.status_path, lambda: self.ring, self.stop_event)
 
     @property
     def pipeline(self) -> Pipeline | None:
@@ -147,6 +150,7 @@ class Daemon:
                                        gap_reset_seconds=self.cfg.source.gap_reset_seconds,
                                        ready=self.ready, finished=self.finished)
         self.inference.start()
+        self.learn_requests.open()
 
     def _start_capture(self, cfg: Config) -> None:
         self.capture.start(self.source, cfg.source)
@@ -176,6 +180,7 @@ class Daemon:
         if self.inference is not None:
             self.inference.join(3.0)
             self.inference.end_events("stopped")
+        self.learn_requests.close()
         for r in self.runners:
             r.close(timeout=2.0)
         self._write_status()  # before forgetting the sinks: the last status.json keeps their final counts
@@ -222,6 +227,7 @@ class Daemon:
             if self._reload_flag.is_set():
                 self._reload_flag.clear()
                 self.reload()
+            self.learn_requests.poll(now)
             if self.finished.is_set():
                 logger.info("end of %s", self.source.name if self.source else "source")
                 break
