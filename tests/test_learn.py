@@ -675,7 +675,7 @@ def test_a_head_with_an_ensemble_is_refused(check_head, tmp_path, tiny_model_pat
     assert "model.head cannot be used with model.ensemble" in capsys.readouterr().err
 
 
-def test_record_refuses_a_camera_the_running_service_holds(tmp_path, tiny_model_path, tiny_labels_path, capsys):
+def test_record_asks_the_running_service_and_refuses_one_that_takes_no_requests(tmp_path, tiny_model_path, tiny_labels_path, capsys):
     status = tmp_path / "status.json"
     status.write_text(json.dumps({"pid": 1}), encoding="utf-8")  # pid 1 is always alive
     cfg = tmp_path / "config.yaml"
@@ -683,7 +683,7 @@ def test_record_refuses_a_camera_the_running_service_holds(tmp_path, tiny_model_
                                "source": {"kind": "v4l2", "spec": "0"}, "status": {"path": str(status)}}))
     head = tmp_path / "my.head"
     assert cli.main(["learn", "record", "wave", "-c", str(cfg), "--head", str(head)]) == 2
-    assert "the edge service (pid 1) has the camera open: stop it while you record" in capsys.readouterr().err
+    assert "the edge service (pid 1) takes no recording requests" in capsys.readouterr().err  # no request folder
     assert not head.exists()
     assert learn.service_pid(status) == 1
     status.write_text(json.dumps({"pid": os.getpid()}))
