@@ -694,6 +694,63 @@ ARM32_FROM_APT=(numpy opencv-python-headless pyyaml av pillow) # requirements ap
 ARM32_NOT_HERE=(ansible-core ansible-lint)
 FROM_APT=() # requirements pip leaves alone (apt's, or not for this board)
 
+# the ai-edge-litert requirement the 64-bit path installs (pyproject's, without its marker)
+litert_requirement() {
+    "$VENV/bin/python" - "$ROOT/pyproject.toml" <<'PY'
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    deps = tomllib.load(f)["project"]["dependencies"]
+print(next((d.split(";")[0].strip() for d in deps if d.lower().startswith("ai-edge-litert")), "ai-edge-litert"))
+PY
+}
+
+# tflite-runtime ships no TFLite schema module, and edge/split.py needs one to cut a model at its
+# head pool (window/ema forgetting, the ensemble, edge learn). The module is pure Python generated
+# code in ai-edge-litert's wheels, the same file on every platform: take it from the 64-bit Arm
+# wheel of the version the 64-bit path installs, as the venv's edge_tflite_schema.py (never as an
+# ai_edge_litert package: edge/runtime.py picks the runtime by that name), with pip's flatbuffers.
+ARM64_WHEEL_TAGS=(manylinux_2_17_aarch64 manylinux_2_27_aarch64 manylinux_2_28_aarch64 manylinux_2_34_aarch64)
+install_tflite_schema() {
+    local py="$VENV/bin/python" spec dl plat platforms=()
+    if "$py" -c 'import edge_tflite_schema as s; s.ModelT' 2>/dev/null; then
+        say "TFLite schema module present (edge_tflite_schema, for splitting models)"
+        return 0
+    fi
+    spec="$(litert_requirement)"
+    for plat in "${ARM64_WHEEL_TAGS[@]}"; do platforms+=(--platform "$plat"); done
+    dl="$(mktemp -d)"
+    say "fetching the TFLite schema module from the $spec wheel (tflite-runtime has none; it splits models)"
+    if "$py" -m pip install --quiet "${PIP_CONSTRAINTS[@]}" flatbuffers &&
+        "$py" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 "${platforms[@]}" \
+            -d "$dl" "$spec" &&
+        "$py" - "$dl" <<'PY'
+import glob
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+wheel = sorted(glob.glob(sys.argv[1] + "/ai_edge_litert-*.whl"))[-1]
+with zipfile.ZipFile(wheel) as z:
+    code = z.read("ai_edge_litert/schema_py_generated.py")
+out = Path(sysconfig.get_paths()["purelib"]) / "edge_tflite_schema.py"
+out.write_bytes(b"# ai_edge_litert/schema_py_generated.py from " + Path(wheel).name.encode() +
+                b" (Apache-2.0), put here by edge's install.sh for tflite-runtime\n" + code)
+PY
+    then
+        if "$py" -c 'import edge_tflite_schema as s; s.ModelT'; then
+            say "installed edge_tflite_schema from $(basename "$(ls "$dl"/*.whl)")"
+        else
+            say "warning: the fetched TFLite schema module does not import (see above): models are not split, so the window/ema policies fall back to cumulative and the ensemble and edge learn cannot run; report it"
+        fi
+    else
+        say "warning: could not fetch the TFLite schema module (see above): models are not split, so the window/ema policies fall back to cumulative and the ensemble and edge learn cannot run; run ./install.sh again once PyPI is reachable"
+    fi
+    rm -rf "$dl"
+}
+
 platform_preflight() {
     local machine bits py
     machine="$(uname -m)"
@@ -813,15 +870,7 @@ install_package() {
     say "installing edge and its dependencies into $VENV (minutes on a Pi Zero)"
     if ((!FORCE_TFLITE)); then
         local litert
-        litert="$("$VENV/bin/python" - "$ROOT/pyproject.toml" <<'PY'
-import sys
-import tomllib
-
-with open(sys.argv[1], "rb") as f:
-    deps = tomllib.load(f)["project"]["dependencies"]
-print(next((d.split(";")[0].strip() for d in deps if d.lower().startswith("ai-edge-litert")), "ai-edge-litert"))
-PY
-)"
+        litert="$(litert_requirement)"
         if "${pip[@]}" "$litert"; then
             "${pip[@]}" "${editable[@]}" "$target" || die "pip install ${editable[*]} $target failed: see the pip output above"
             return 0
@@ -834,6 +883,7 @@ PY
     "${pip[@]}" tflite-runtime 'numpy<2' "${reqs[@]}" ||
         die "could not install tflite-runtime either (it has wheels for Python <= 3.11 only): check the network and the Python version"
     "${pip[@]}" --no-deps "${editable[@]}" "$target" || die "pip install ${editable[*]} $target failed: see the pip output above"
+    install_tflite_schema
 }
 
 # --------------------------------------------------------------------------- models

@@ -65,11 +65,16 @@ class SplitModel:
 
 
 def _schema():
+    """The generated TFLite schema module: ai-edge-litert's, else the copy install.sh puts beside
+    tflite-runtime (edge_tflite_schema, taken from ai-edge-litert's wheel: 32-bit Arm has no other)."""
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
-        raise NotSplittable("the TFLite schema module (ai_edge_litert.schema_py_generated) is not installed: "
-                            "install ai-edge-litert") from None
+        try:
+            import edge_tflite_schema as schema
+        except ImportError:
+            raise NotSplittable("the TFLite schema module is not installed (ai_edge_litert.schema_py_generated, "
+                                "or edge_tflite_schema beside tflite-runtime): run ./install.sh again") from None
     return schema
 
 
