@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -171,8 +172,8 @@ def _parse(data: dict) -> dict:
     for key, top in LIMITS.items():
         if not 0 <= req[key] <= top or (key != "countdown" and req[key] <= 0):
             raise ValueError(f"{key} {req[key]} is out of range (at most {top})")
-    if not req["stem"].replace("-", "").replace("T", "").isalnum():
-        raise ValueError(f"stem {req['stem']!r} is not a time stamp")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", req["stem"]):  # a file name in the state dir, never a path
+        raise ValueError(f"stem {req['stem']!r} is not a plain file name")
     return req
 
 

@@ -107,7 +107,10 @@ def test_a_bad_request_file_is_answered_and_the_service_runs_on(service):
                                                     "stem": "bad"}))
     (folder / "big.request").write_text(json.dumps({"name": "x", "seconds": 1, "count": 10**6, "countdown": 0,
                                                     "stem": "big"}))
+    (folder / "path.request").write_text(json.dumps({"name": "x", "seconds": 1, "count": 1, "countdown": 0,
+                                                     "stem": "../../escape"}))
     assert "'unknown' is the answer" in wait_for_file(proc, folder / "bad.done", "error", timeout=10)
+    assert "is not a plain file name" in wait_for_file(proc, folder / "path.done", "error", timeout=10)
     assert "count 1000000 is out of range" in wait_for_file(proc, folder / "big.done", "error", timeout=10)
     assert proc.poll() is None
 
