@@ -144,6 +144,10 @@ class LearnRequests:
             logger.info("learn record: %d x %g s of %r for the command line", req["count"], req["seconds"], req["name"])
             clips = learn.record_clips(source, req["seconds"], req["count"], folder, req["stem"],
                                        countdown=req["countdown"], say=say)
+            if cancel.exists():  # Ctrl-C: nobody waits for an answer; clips already saved stay in the state dir
+                for path in (log, cancel):
+                    path.unlink(missing_ok=True)
+                return
             self._answer(rid, clips=[str(c) for c in clips])
         except Exception as err:  # the answer must come, whatever happened
             logger.warning("learn record failed: %s", err)

@@ -115,6 +115,22 @@ def test_a_bad_request_file_is_answered_and_the_service_runs_on(service):
     assert proc.poll() is None
 
 
+def test_ctrl_c_on_the_command_line_cancels_the_recording_and_leaves_no_files(service):
+    proc, cfg, status, state, tmp = service
+    folder = learn_requests.folder_for(status)
+    (folder / "ctrlc.request").write_text(json.dumps({"name": "x", "seconds": 60, "count": 3, "countdown": 0,
+                                                      "stem": "ctrlc"}))
+    wait_for_file(proc, folder / "ctrlc.log", "clip 1/3: recording 60 s", timeout=10)
+    (folder / "ctrlc.cancel").touch()  # what record_through does on KeyboardInterrupt once the service took it
+    for _ in range(200):  # the worker stops within a frame or two and clears its files
+        if not list(folder.glob("ctrlc.*")):
+            break
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.05)
+    assert list(folder.glob("ctrlc.*")) == []  # (earlier tests' answers stay: nobody collected them)
+    assert not (state / "learn" / "x").exists() or not list((state / "learn" / "x").glob("ctrlc-*.mp4"))
+
+
 def test_not_permitted_to_write_the_request_folder_is_one_line(service, capsys, monkeypatch):
     proc, cfg, status, state, tmp = service
     monkeypatch.setattr(learn_requests.os, "access", lambda *_a: False)  # as a user other than the service's
