@@ -490,13 +490,15 @@ def cmd_learn(args: argparse.Namespace) -> int:
         if not engine.split:
             raise EdgeError(f"model {engine.model.name} gives no head feature: learned classes need a MoViNet-style "
                             "stream model with a head pool (a0, a1, a2)")
-        head = learn.open_or_new(head_file, engine.model.feature_size, engine.model.name,
-                                 models.sha256_file(engine.model.path))
+        sha = models.sha256_file(engine.model.path)
+        head = learn.open_or_new(head_file, engine.model.feature_size, engine.model.name, sha)
         if args.learn_action == "add":
             learn.add_clips(head, engine, learn.collect(args.name, args.clips), args.recording)
         else:
             learn.check_name(args.name)
             clips, session = _learn_record(args, cfg)
+            # read again: classes added (another `edge learn`) while this one recorded are kept
+            head = learn.open_or_new(head_file, engine.model.feature_size, engine.model.name, sha)
             if clips:
                 learn.add_clips(head, engine, [(args.name, clips)], session)
         _learn_save(head, head_file, cfg)

@@ -119,7 +119,8 @@ class LearnRequests:
                 self._answer(rid, error=f"bad request: {err}")
                 continue
             if self._worker is not None and self._worker.is_alive():
-                self._answer(rid, error="the service is recording another request now: try again when it is done")
+                self._answer(rid, error="it is recording for another `edge learn record` now: "
+                                        "try again when that is done")
                 continue
             self._worker = threading.Thread(target=self._record, args=(rid, req), name="learn-record", daemon=True)
             self._worker.start()

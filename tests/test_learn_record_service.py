@@ -93,8 +93,8 @@ def test_a_second_request_while_one_records_is_refused_in_one_line(service, caps
     head = tmp / "busy.head"
     assert record(cfg, head, "--seconds", "1", "--count", "1", "--countdown", "0") == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == ["edge: error: the edge service could not record: the service is recording "
-                                        "another request now: try again when it is done"]
+    assert err.strip().splitlines() == ["edge: error: the edge service could not record: it is recording for "
+                                        "another `edge learn record` now: try again when that is done"]
     assert not head.exists()
     answer = json.loads(wait_for_file(proc, folder / "0000.done", "clips", timeout=30))
     assert answer["error"] is None and Path(answer["clips"][0]).name == "0000-1.mp4"
