@@ -57,6 +57,7 @@ class RingSource:
         newest = ring.last_seconds(0.0)
         self.seq = newest[-1].seq if newest else -1
         self._waiting: list = []
+        self._pause = threading.Event()  # never set: the worker's wait between looks at the ring
 
     def read(self):
         from edge.capture.base import SourceError
@@ -72,7 +73,7 @@ class RingSource:
             if not self._waiting:
                 if time.monotonic() > deadline:
                     raise SourceError(f"no frame for {STALL_SECONDS:g} s")
-                threading.Event().wait(0.02)  # the worker's own pace; the ring has no wait that spares the reader
+                self._pause.wait(0.02)  # the ring's own wait (newer) would move the inference thread's cursor
         frame = self._waiting.pop(0)
         self.seq = frame.seq
         return frame
