@@ -199,7 +199,10 @@ def record_through(status: Path, pid: int, name: str, seconds: float, count: int
     rid = f"{stem}-{os.getpid()}"
     request = folder / f"{rid}.request"
     body = {"name": name, "seconds": seconds, "count": count, "countdown": countdown, "stem": stem}
-    write_bytes_atomic(request, json.dumps(body).encode())
+    try:
+        write_bytes_atomic(request, json.dumps(body).encode())
+    except OSError as err:
+        raise EdgeError(f"cannot write the request into {folder}: {err.strerror or err}: run it with sudo") from None
     say(f"recording through the running service (pid {pid})")
     try:
         answer = _wait(folder, rid, count * (countdown + seconds + ENCODE_SECONDS), say, alive)
