@@ -117,6 +117,16 @@ def decode(path: Path) -> tuple[list[np.ndarray], float, str]:
     return out, fps, fourcc
 
 
+def frame_times(path: Path) -> np.ndarray:
+    """Each frame's presentation time (s), as OpenCV reads it."""
+    cap = cv2.VideoCapture(str(path))
+    times = []
+    while cap.grab():
+        times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+    cap.release()
+    return np.array(times)
+
+
 def nearest(decoded: np.ndarray, frames, candidates: range) -> int:
     """Index of the source frame (among candidates) the decoded frame looks most like."""
     diffs = {k: float(np.mean(np.abs(decoded.astype(np.int16) - frames[k].pixels.astype(np.int16))))
@@ -143,7 +153,10 @@ def test_clip_holds_pre_and_post_seconds_at_the_source_fps(frames, fps, tmp_path
     assert names[0] == f"{stamp(start)}_cook.mp4"
     decoded, clip_fps, fourcc = decode(d.dir / names[0])
     assert fourcc.lower() in ("avc1", "h264") and d.sink.status()["encoder"] in ("libx264", "h264_v4l2m2m")
-    assert clip_fps == pytest.approx(fps, abs=0.01)
+    # every frame 1/fps after the one before; the header's average rate is a little off where FFmpeg < 6
+    # (Debian's on 32-bit Arm) gives the last frame no duration: OpenCV 4.6 reads 29.948 there
+    assert np.allclose(np.diff(frame_times(d.dir / names[0])), 1 / fps, atol=1e-3)
+    assert clip_fps == pytest.approx(fps, rel=0.005)
     assert abs(len(decoded) - 5.0 * fps) <= 1
     assert abs(len(decoded) / clip_fps - 5.0) <= 1 / fps
     # the first frame is the one 2 s before the start, the last the one just before start + 3 s

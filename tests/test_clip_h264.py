@@ -170,7 +170,8 @@ def test_without_pyav_clips_fall_back_to_mp4v_with_one_warning(frames, fps, tmp_
         decoded, _, fourcc = decode(d.dir / name)
         assert fourcc.lower() in ("mp4v", "fmp4") and abs(len(decoded) - 2.0 * fps) <= 1
         assert json.loads((d.dir / name).with_suffix(".json").read_text())["codec"] == "mpeg4"
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # edge's own: where PyAV < 13 routes FFmpeg's log to Python's, swscale's notes are there too
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("edge.")]
     assert len(warnings) == 1 and "phones" in warnings[0] and "pip install av" in warnings[0]
 
 

@@ -317,8 +317,10 @@ def test_an_event_start_sends_one_message_with_the_templated_title_and_the_snaps
     assert att["mimetype"] == "image/jpeg"
     image = cv2.imdecode(np.frombuffer(base64.b64decode(att["base64"]), np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (48, 64, 3)  # the frame the model saw, full size
-    banner = image[-3:, :, ::-1].reshape(-1, 3).mean(axis=0)  # BGR -> RGB
-    assert np.allclose(banner, (255, 176, 0), atol=40)  # the overlay's amber alert banner
+    banner = image[-3:, :, ::-1].reshape(-1, 3).astype(int)  # BGR -> RGB
+    amber = (np.abs(banner - (255, 176, 0)) <= 40).all(axis=1)  # the overlay's alert banner, between its text
+    green = (np.abs(banner - (0, 160, 0)) <= 40).all(axis=1)  # the frame's own colour
+    assert amber.mean() > 0.25 and not green.any()  # x86 OpenCV: 0.84; Debian's 4.6 (bolder text): 0.39
     assert p.frame.pixels[-1, 0].tolist() == [0, 160, 0]  # the prediction's frame is untouched
     status = sink.status()
     assert status["services"]["json"]["sent"] == 1

@@ -18,7 +18,7 @@ from edge.sinks import build
 from edge.sinks.base import Prediction, SinkContext
 from edge.sinks.displays import (DrmDisplay, FbdevDisplay, NullDisplay, RecordingDisplay, SnapshotDisplay,
                                  letterbox_rect, pick_display, read_fb_geometry)
-from edge.sinks.overlay import BANNER_RGB, BAR_RGB, PANEL_ALPHA, OverlaySink, render, render_layer
+from edge.sinks.overlay import BANNER_RGB, BAR_RGB, DIM_TEXT_RGB, PANEL_ALPHA, OverlaySink, render, render_layer
 from edge.smoothing import Event
 
 GREY = (90, 110, 130)  # a frame colour that none of the overlay colours can come from
@@ -75,7 +75,8 @@ def test_render_draws_panel_text_and_proportional_bars(h, w):
     assert np.array_equal(frame, before), "the input frame was modified"
     panel = (slice(0, h // 3), slice(0, w // 2))
     assert (out[panel] != frame[panel]).any(axis=-1).mean() > 0.3, "no panel drawn top left"
-    assert (out[panel] >= 240).all(axis=-1).sum() > 50, "no white text in the panel"
+    # brighter than the dim header text can be: anti-aliased strokes (OpenCV 4.6's thinner) seldom reach 255
+    assert (out[panel] >= max(DIM_TEXT_RGB) + 20).all(axis=-1).sum() > 50, "no white text in the panel"
     assert (out[h // 2:] == frame[h // 2:]).all(), "drew outside the panel without an active event"
     long, short = bar_lengths(out)
     assert long == pytest.approx(2 * short, rel=0.05)
