@@ -67,7 +67,9 @@ class RingSource:
         while not self._waiting:
             if self.cancelled():
                 raise _Stopped("cancelled from the command line")
-            if self.stopped() or self.ring.closed:
+            if self.stopped():
+                raise _Stopped("the edge service is stopping")
+            if self.ring.closed:  # the source ended (a file without loop)
                 return None
             self._waiting = self.ring.since(self.seq)
             if not self._waiting:
@@ -120,6 +122,7 @@ class LearnRequests:
                 self._answer(rid, error=f"bad request: {err}")
                 continue
             if self._worker is not None and self._worker.is_alive():
+                path.with_suffix(".taken").unlink(missing_ok=True)
                 self._answer(rid, error="it is recording for another `edge learn record` now: "
                                         "try again when that is done")
                 continue

@@ -96,6 +96,7 @@ def test_a_second_request_while_one_records_is_refused_in_one_line(service, caps
     assert err.strip().splitlines() == ["edge: error: the edge service could not record: it is recording for "
                                         "another `edge learn record` now: try again when that is done"]
     assert not head.exists()
+    assert [p.name for p in folder.glob("*.taken")] == ["0000.taken"]  # the refused one leaves nothing behind
     answer = json.loads(wait_for_file(proc, folder / "0000.done", "clips", timeout=30))
     assert answer["error"] is None and Path(answer["clips"][0]).name == "0000-1.mp4"
 
@@ -156,7 +157,7 @@ def test_the_service_stopping_during_a_recording_keeps_nothing_and_says_so(servi
     worker.join(15)
     assert not worker.is_alive() and rc == [0]
     out = capsys.readouterr().out
-    assert "the source ended after 0 of 1 clips: keeping those" in out
+    assert "the edge service is stopping after 0 of 1 clips: keeping those" in out
     assert not Head.load(head).examples
     assert not list(folder.glob("*.request"))
 
