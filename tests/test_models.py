@@ -495,7 +495,7 @@ def test_progress_without_a_terminal_prints_a_line_every_ten_percent():
     assert [line.split()[1] for line in lines] == [f"{p}%" for p in range(0, 101, 10)]  # 0 %: it started
     assert "\r" not in stream.getvalue()
     assert lines[-1].startswith("a0: 100%  0.0/0.0 MB")
-    assert lines[-1].endswith("MB/s")
+    assert lines[-1].endswith(("MB/s", "s/MB"))  # tqdm turns a rate under 1 MB/s round (slow CI, qemu)
 
 
 def test_progress_without_a_size_prints_a_line_every_five_mb():
