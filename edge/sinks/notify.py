@@ -534,6 +534,7 @@ class NotifySink(Sink):
         spool.expire(self.wall() - self.cfg.max_age_hours * 3600)
         by_target = {s.target: s for s in self.services}
         due = math.inf
+        held: set[str] = set()  # services an older message is still waiting for: later ones wait too (order kept)
         for name in spool.pending():
             if self._stop.is_set():
                 break
@@ -551,8 +552,9 @@ class NotifySink(Sink):
                         self.gone += 1
                         continue
                     now = self.clock()
-                    if svc.apprise is None or svc.next_try > now or self._stop.is_set():
+                    if svc.apprise is None or target in held or svc.next_try > now or self._stop.is_set():
                         left.append(target)
+                        held.add(target)
                         if svc.apprise is not None:
                             due = min(due, svc.next_try)
                         continue
@@ -563,6 +565,7 @@ class NotifySink(Sink):
                         logger.info("notify: %s sent to %s", message.get("rule") or message.get("kind"), svc.name)
                     else:
                         left.append(target)
+                        held.add(target)
                         due = min(due, svc.next_try)
                         if svc.failures == 1 or svc.failures % 10 == 0:  # the first failure, then every 10th
                             logger.warning("notify: %s failed (%s): retrying in %.0f s (failure %d in a row)",
