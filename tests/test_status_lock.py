@@ -31,8 +31,8 @@ def test_the_lock_goes_with_a_killed_process(tmp_path):
     status = tmp_path / "status.json"
     code = (f"import sys; sys.path.insert(0, {str(os.getcwd())!r}); from pathlib import Path; "
             f"from edge.service import StatusLock; StatusLock(Path({str(status)!r})).acquire(); "
-            "print('locked', flush=True); import time; time.sleep(60)")
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+            "print('locked', flush=True); sys.stdin.read()")  # holds the lock until killed (or stdin closes)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(EdgeError, match=f"pid {holder.pid}"):
