@@ -13,6 +13,8 @@ from edge.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
+STEADY_SECONDS = 5.0  # the shortest span the shared clips are answered steadily on (docs/engine.md: the 5 s window)
+
 
 def classify_file(video: str, cfg: ModelConfig, top: int = 5, every: float | None = None,
                   engine: Engine | None = None) -> dict:
@@ -43,19 +45,37 @@ def classify_file(video: str, cfg: ModelConfig, top: int = 5, every: float | Non
         "frames": frames,
         "top": [s.as_dict() for s in pred.top[:top]],
         "timeline": timeline,
-        "warnings": clip_warnings(frames, frame.t, src.duration, pipeline.engine.fps,
-                                  getattr(cfg, "window_seconds", 5.0)),
+        "warnings": clip_warnings(frames, frame.t, src.duration, pipeline.engine.fps, policy_name(pipeline.engine),
+                                  cfg.window_seconds, cfg.half_life_seconds),
     }
 
 
-def clip_warnings(frames: int, last_t: float, declared: float, fps: float, window_seconds: float) -> list[str]:
-    """Why an answer may rest on too little: fewer model frames than the state window holds, or a
+def policy_name(engine: Engine) -> str:
+    """The forgetting policy that really runs: window, ema or cumulative (a model that is not split runs
+    cumulative whatever was asked; an ensemble's members all run the same one)."""
+    policy = engine.ensemble.members[0] if engine.ensemble is not None else engine.policy
+    return getattr(policy, "name", "cumulative")
+
+
+def clip_warnings(frames: int, last_t: float, declared: float, fps: float, policy: str = "window",
+                  window_seconds: float = 5.0, half_life_seconds: float = 2.0) -> list[str]:
+    """Why an answer may rest on too little: fewer model frames than the policy weighs (the window's
+    frames; two half-lives of the ema; ``STEADY_SECONDS`` for cumulative, which has no window), or a
     file that ends well before the length its container declares (truncated, or a broken tail)."""
     out = []
-    window = max(1, round(window_seconds * fps))
-    if frames < window:
-        out.append(f"only {frames} frame(s) at {fps:g} fps, fewer than the {window} of the model's "
-                   f"{window_seconds:g} s window: the answer rests on {frames / fps:.1f} s of video")
+    short = f"only {frames} frame(s) at {fps:g} fps: the answer rests on {frames / fps:.1f} s of video"
+    if policy == "window":
+        need = max(1, round(window_seconds * fps))
+        why = f"fewer than the {need} of the {window_seconds:g} s window"
+    elif policy == "ema":
+        need = max(1, round(2 * half_life_seconds * fps))
+        why = f"less than two {half_life_seconds:g} s half-lives of the ema ({need} frames)"
+    else:
+        need = max(1, round(STEADY_SECONDS * fps))
+        why = (f"the cumulative policy averages every frame from the start, and an answer on less than "
+               f"{STEADY_SECONDS:g} s ({need} frames) is unsteady")
+    if frames < need:
+        out.append(f"{short}, {why}")
     end = last_t + 1.0 / fps
     if declared > 0 and end < declared - max(0.5, 0.05 * declared):
         out.append(f"the video ends at {last_t:.1f} s but declares {declared:.1f} s: truncated or damaged, "
@@ -63,9 +83,19 @@ def clip_warnings(frames: int, last_t: float, declared: float, fps: float, windo
     return out
 
 
+def print_result(result: dict, as_json: bool = False) -> None:
+    """The result on stdout (one JSON object, or the text); its warnings on stderr, so stdout stays parseable."""
+    import json
+    import sys
+
+    for warning in result.get("warnings", []):
+        print(f"warning: {Path(result['video']).name}: {warning}", file=sys.stderr)
+    print(json.dumps(result, indent=None) if as_json else format_result(result))
+
+
 def format_result(result: dict) -> str:
+    """The text of a result; its warnings are printed apart (:func:`print_result`)."""
     lines = [f"{Path(result['video']).name}: {result['frames']} frames at 5 fps, model {result['model']}"]
-    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     if result["timeline"]:
         lines.append("timeline (running top-1):")
         lines += [f"  {p['t']:7.1f}s  {p['score']:.3f}  {p['label']}" for p in result["timeline"]]

@@ -104,15 +104,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from edge.classify import classify_file, format_result
+    from edge.classify import classify_file, print_result
 
-    result = classify_file(args.video, _engine_settings(args), top=args.top, every=args.every)
-    if args.json:
-        import json
-
-        print(json.dumps(result, indent=None))
-    else:
-        print(format_result(result))
+    print_result(classify_file(args.video, _engine_settings(args), top=args.top, every=args.every), args.json)
     return 0
 
 

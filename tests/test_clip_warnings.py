@@ -18,13 +18,13 @@ def tiny_cfg(tiny_model_path, tiny_labels_path):
 
 @pytest.mark.parametrize("frames, last_t, declared, expected", [
     (25, 4.8, 5.0, []),  # a full 5 s window, whole file
-    (1, 0.0, 0.1, ["only 1 frame(s) at 5 fps, fewer than the 25 of the model's 5 s window"]),
+    (1, 0.0, 0.1, ["only 1 frame(s) at 5 fps: the answer rests on 0.2 s of video, fewer than the 25 of the 5 s window"]),
     (30, 2.0, 6.0, ["ends at 2.0 s but declares 6.0 s"]),
     (30, 5.6, 6.0, []),  # within the tolerance of the last frame period
     (30, 5.8, 0.0, []),  # no declared length (a stream dump): nothing to compare
 ])
 def test_clip_warnings_table(frames, last_t, declared, expected):
-    got = clip_warnings(frames, last_t, declared, fps=5.0, window_seconds=5.0)
+    got = clip_warnings(frames, last_t, declared, fps=5.0, policy="window", window_seconds=5.0)
     assert len(got) == len(expected)
     for line, needle in zip(got, expected):
         assert needle in line
@@ -50,11 +50,12 @@ def test_a_whole_long_video_has_no_warning(tmp_path, tiny_cfg):
     assert result["warnings"] == []
 
 
-def test_the_cli_prints_the_warning(tmp_path, tiny_model_path, tiny_labels_path, make_video, capsys):
+def test_the_cli_prints_the_warning_on_stderr(tmp_path, tiny_model_path, tiny_labels_path, make_video, capsys):
     video = make_video(tmp_path / "one.mp4", (0, 255, 0), seconds=0.1, fps=10)
     assert cli.main(["classify", str(video), "--model", str(tiny_model_path), "--labels", str(tiny_labels_path)]) == 0
-    out = capsys.readouterr().out
-    assert "warning: only 1 frame(s)" in out.splitlines()[1]
+    out, err = capsys.readouterr()
+    assert "warning" not in out
+    assert err.splitlines()[0].startswith("warning: one.mp4: only 1 frame(s)")
 
 
 def test_eval_lists_the_warnings_and_still_counts_the_video(tmp_path, tiny_cfg, make_video):
