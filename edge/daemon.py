@@ -33,7 +33,7 @@ from edge.errors import EdgeError
 from edge.inference import InferenceLoop
 from edge.learn_requests import LearnRequests
 from edge.pipeline import Pipeline
-from edge.ring import FrameRing
+from edge.ring import FrameRing, frames_for
 from edge.capture.base import short_name
 from edge.service import Notifier, StatusLock, default_status_path, write_atomic
 from edge.sinks.base import SinkContext, SinkRunner
@@ -121,9 +121,10 @@ class Daemon:
 
     def _ring(self, cfg: Config, source: FrameSource) -> FrameRing:
         """ring_seconds of frames (by their time) within ring_mb; the frame count only a safety net (a source's
-        rate is not known before it opens, and may be more than it says)."""
+        rate is not known before it opens, and may be more than it says; the capture thread raises it to the
+        rate the source gives at its first frame)."""
         fps = max(source.fps or 0.0, cfg.source.fps, 30.0)
-        return FrameRing(max(8, int(cfg.source.ring_seconds * fps) + 1), max_bytes=int(cfg.source.ring_mb * 2**20),
+        return FrameRing(frames_for(cfg.source.ring_seconds, fps), max_bytes=int(cfg.source.ring_mb * 2**20),
                          seconds=cfg.source.ring_seconds)
 
     def _on_source(self, source: FrameSource) -> None:

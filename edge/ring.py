@@ -21,6 +21,12 @@ from typing import Callable
 from edge.capture.base import Frame
 
 
+def frames_for(seconds: float, fps: float) -> int:
+    """The frame-count bound for ``seconds`` of frames at ``fps``: only a safety net under the time bound
+    (a source whose clock stands still), so it errs high."""
+    return max(8, int(seconds * fps) + 1)
+
+
 class FrameRing:
     def __init__(self, capacity: int, max_bytes: int | None = None, seconds: float | None = None) -> None:
         if capacity < 2:
@@ -61,6 +67,12 @@ class FrameRing:
         if self.max_bytes is None or not self._frame_bytes:
             return self.capacity
         return max(1, min(self.capacity, self.max_bytes // self._frame_bytes))
+
+    def fit(self, capacity: int) -> None:
+        """Raise the frame-count bound to ``capacity`` (never lower it): the ring is made before its source
+        opens, so its first bound is a guess at the source's rate; the capture thread fits it to the real one."""
+        with self._cond:
+            self.capacity = max(self.capacity, int(capacity))
 
     def put(self, frame: Frame) -> None:
         size = frame.pixels.nbytes

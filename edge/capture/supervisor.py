@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Callable
 
 from edge.capture.base import FrameSource, SourceError
 from edge.errors import EdgeError
+from edge.ring import frames_for
 
 if TYPE_CHECKING:
     from edge.config import SourceConfig
@@ -120,6 +121,7 @@ class CaptureSupervisor:
         self._t_shift = 0.0
         self._rebase = False  # the next frame comes from a (re)opened source: check its clock
         self._problem = ""  # the last failure logged (repeats go to debug)
+        self._room_said: tuple[int, int, float] | None = None  # (w, h, fps) the ring's shortfall was logged for
 
     # ------------------------------------------------------------------ control
 
@@ -331,13 +333,16 @@ class CaptureSupervisor:
                 return
 
     def _check_room(self, source: FrameSource, frame) -> None:
-        """Say so once when the byte budget keeps less than ring_seconds of this source (clips get less before)."""
+        """At a source's first frame (its real size and rate known): fit the ring's frame count to ring_seconds
+        of it, and say once when the byte budget keeps less than that (clips get less before)."""
         cfg = self._cfg
         fps = source.fps or cfg.fps
         want = cfg.ring_seconds * fps
+        self.ring.fit(frames_for(cfg.ring_seconds, fps))  # the ring was made before the source said its rate
         holds = self.ring.holds
-        if holds + 1 < want:
-            h, w = frame.pixels.shape[:2]
+        h, w = frame.pixels.shape[:2]
+        if holds + 1 < want and self._room_said != (w, h, fps):  # a replacement source of the same size: said
+            self._room_said = (w, h, fps)
             logger.warning("the frame ring holds %d frames of %dx%d, %.1f s at %.0f fps, not source.ring_seconds "
                            "(%.0f s): raise source.ring_mb (%.0f MB) or lower source.width/height", holds, w, h,
                            holds / fps, fps, cfg.ring_seconds, cfg.ring_mb)
