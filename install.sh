@@ -451,9 +451,12 @@ system_models() {
     done <<<"$out"
 }
 
-# "HOST IP" when the configured source is a network stream (IP empty for a host name).
-network_source() {
-    "$VENV/bin/python" - "$ETC/config.yaml" <<'PY'
+# One question about the installed config, asked of edge's own loader (so it reads what the daemon reads):
+#   config_query network: "HOST IP" when the source is a network stream (IP empty for a host name), else nothing
+#   config_query notify:  1 when the config has a sink of type notify, else 0
+# Fails, with the problem on stderr, when the config does not validate.
+config_query() {
+    "$VENV/bin/python" - "$ETC/config.yaml" "$1" <<'PY'
 import ipaddress
 import sys
 from urllib.parse import urlsplit
@@ -465,6 +468,9 @@ try:
     cfg = load(sys.argv[1])
 except EdgeError as err:
     sys.exit(f"{err}")
+if sys.argv[2] == "notify":
+    print(int(any(getattr(s, "type", None) == "notify" for s in cfg.sinks)))
+    sys.exit(0)
 spec = cfg.source.spec or ""
 if cfg.source.kind in ("picamera2", "v4l2") or "://" not in spec or spec.startswith("file:"):
     sys.exit(0)
@@ -474,22 +480,6 @@ try:
 except ValueError:
     ip = ""
 print(host, ip)
-PY
-}
-
-# 1 when the installed config has a sink of type notify, else 0 (fails when the config does not validate).
-notify_sink() {
-    "$VENV/bin/python" - "$ETC/config.yaml" <<'PY'
-import sys
-
-from edge.config import load
-from edge.errors import EdgeError
-
-try:
-    cfg = load(sys.argv[1])
-except EdgeError as err:
-    sys.exit(f"{err}")
-print(int(any(getattr(s, "type", None) == "notify" for s in cfg.sinks)))
 PY
 }
 
@@ -523,7 +513,7 @@ install_unit() {
     fi
 
     local net host="" ip=""
-    if ! net="$(network_source)"; then
+    if ! net="$(config_query network)"; then
         say "warning: $ETC/config.yaml does not validate, so the network drop-in was not updated (edge check-config -c /etc/edge/config.yaml)"
     elif [[ -n "$net" ]]; then
         read -r host ip <<<"$net"
@@ -539,7 +529,7 @@ install_unit() {
         remove_ours "$DROPINS/network.conf"
     fi
     local has_notify=0
-    has_notify="$(notify_sink)" || has_notify=""
+    has_notify="$(config_query notify)" || has_notify=""
     if [[ -z "$has_notify" ]]; then
         say "warning: $ETC/config.yaml does not validate, so the notify drop-in was not updated (edge check-config -c /etc/edge/config.yaml)"
     elif ((has_notify)); then
