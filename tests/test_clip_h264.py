@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -216,7 +215,7 @@ def test_odd_frame_sizes_are_cropped_to_even_for_yuv420p_and_a_new_size_is_scale
 
 def test_sigterm_mid_clip_leaves_a_playable_h264_clip(tmp_path, tiny_model_path, tiny_labels_path, make_video):
     """A red video trips the `red` rule after 1 s; its 60 s post-roll is still being written when SIGTERM comes."""
-    from test_daemon import edge_cmd, edge_env, wait_for_file, write_config
+    from helpers import edge_run, sigterm, wait_for_file, write_config
 
     video = make_video(tmp_path / "red.mp4", (255, 0, 0), seconds=2.0, fps=15.0, size=(96, 64))
     clips, status, stderr = tmp_path / "clips", tmp_path / "status.json", tmp_path / "stderr.txt"
@@ -227,18 +226,10 @@ def test_sigterm_mid_clip_leaves_a_playable_h264_clip(tmp_path, tiny_model_path,
         "sinks": [{"type": "clip", "dir": str(clips), "pre_seconds": 1.0, "post_seconds": 60.0,
                    "min_free_mb": 0}],
         "status": {"path": str(status), "interval": 0.2}})
-    with open(stderr, "w") as err:
-        proc = subprocess.Popen(edge_cmd("run", "-c", str(cfg)), cwd=tmp_path, env=edge_env(),
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
+    with edge_run(cfg, stderr, cwd=tmp_path) as proc:
         wait_for_file(proc, stderr, "recording", timeout=30)  # "clip ...: red started at ..., recording ..."
         wait_for_file(proc, status, '"recording": "', timeout=10)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        assert sigterm(proc, timeout=15) == 0
     assert "Traceback" not in stderr.read_text()
     (clip,) = clips.glob("*_red.mp4")
     assert not list(clips.glob(".*.part.mp4"))

@@ -11,19 +11,16 @@ import importlib.util
 import itertools
 import json
 import logging
-import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from conftest import REPO
+from helpers import edge_cmd, edge_env, edge_run, parse_log, sigterm, wait_for_file, write_config
 
 from edge import config
 from edge.capture.base import SourceError
@@ -204,11 +201,6 @@ def test_a_file_source_that_disappears_stops_the_daemon_with_exit_code_1(tiny_co
 # --------------------------------------------------------------------------- reload (SIGHUP), in process
 
 
-def write_config(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def reload_setup(tmp_path, tiny_model_path, tiny_labels_path, recorder):
     base = {"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path)},
@@ -385,38 +377,6 @@ def test_overrides_win_over_the_config():
 # --------------------------------------------------------------------------- the real process: signals, the real model
 
 
-def edge_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "edge", *args]
-
-
-def edge_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.pop("NOTIFY_SOCKET", None)
-    env.pop("WATCHDOG_USEC", None)
-    env.pop("JOURNAL_STREAM", None)
-    return env
-
-
-def wait_for_file(proc: subprocess.Popen, path: Path, needle: str, timeout: float) -> str:
-    """Poll a file another process writes until it contains ``needle``; fails if the process exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-        if needle in text:
-            return text
-        try:
-            proc.wait(timeout=0.05)  # the small wait; returns at once if the daemon died
-        except subprocess.TimeoutExpired:
-            continue
-        pytest.fail(f"the daemon exited ({proc.returncode}) before {needle!r} appeared in {path.name}")
-    pytest.fail(f"{needle!r} did not appear in {path} within {timeout} s")
-
-
-def parse_log(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 @pytest.fixture
 def first_clip(shared_videos) -> Path:
     clip = shared_videos / "carving_ice.mp4"
@@ -440,17 +400,9 @@ def test_sigterm_stops_cleanly_with_an_intact_log(tmp_path, first_clip, any_mode
         "source": {"kind": "file", "spec": str(first_clip), "loop": True},
         "sinks": [{"type": "log", "path": str(log), "prediction_every": 0}],
         "status": {"path": str(status), "interval": 0.2}})
-    with open(stderr, "w") as err:
-        proc = subprocess.Popen(edge_cmd("run", "-c", str(cfg)), cwd=tmp_path, env=edge_env(),
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
+    with edge_run(cfg, stderr, cwd=tmp_path) as proc:
         wait_for_file(proc, log, '"kind":"prediction"', timeout=15)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        assert sigterm(proc, timeout=5) == 0
     lines = parse_log(log)  # every line parses
     assert lines[0]["status"] == "started"
     assert lines[-1]["kind"] == "status" and lines[-1]["status"] == "stopped"
@@ -469,10 +421,7 @@ def test_sighup_reloads_the_config_file_and_survives_a_broken_one(tmp_path, firs
             "sinks": [{"type": "log", "path": str(log)}],
             "status": {"path": str(tmp_path / "status.json"), "interval": 0.2}}
     cfg = write_config(tmp_path / "config.yaml", base)
-    with open(stderr, "w") as err:
-        proc = subprocess.Popen(edge_cmd("run", "-c", str(cfg)), cwd=tmp_path, env=edge_env(),
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
+    with edge_run(cfg, stderr, cwd=tmp_path) as proc:
         wait_for_file(proc, log, '"kind":"prediction"', timeout=15)
         rule = {"name": "anything", "labels": ["red", "green", "blue"], "enter": 0.01, "exit": 0.0}
         write_config(cfg, {**base, "watch": [rule]})
@@ -486,12 +435,7 @@ def test_sighup_reloads_the_config_file_and_survives_a_broken_one(tmp_path, firs
         assert len(failed) == 1 and "smoothing.alpha" in failed[0]
         size = log.stat().st_size
         assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        assert sigterm(proc, timeout=5) == 0
     assert log.stat().st_size >= size
     assert parse_log(log)[-1]["status"] == "stopped"
     assert "Traceback" not in stderr.read_text()

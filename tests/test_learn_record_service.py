@@ -1,7 +1,7 @@
 """`edge learn record` through a running service: the real daemon (`edge run`, a looping real clip) records
 from its ring into its own state directory; the command line only writes a request and waits on files.
 
-Waiting here is polling files another process writes, with a deadline (tests/test_daemon.py's helpers).
+Waiting here is polling files another process writes, with a deadline (tests/helpers.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_daemon import edge_cmd, edge_env, wait_for_file
+from helpers import edge_env, edge_run, sigterm, wait_for_file
 
 from edge import cli, learn, learn_requests
 from edge.learn import Head
@@ -39,17 +39,14 @@ def service(tmp_path_factory, request):
     state = tmp / "svc-state"
     env = {**edge_env(), "STATE_DIRECTORY": str(state)}  # the service's, not the command line's
     stderr = tmp / "stderr.txt"
-    with open(stderr, "w") as err:
-        proc = subprocess.Popen(edge_cmd("run", "-c", str(cfg)), cwd=tmp, env=env, stdout=subprocess.DEVNULL,
-                                stderr=err)
-    try:
-        wait_for_file(proc, stderr, "ready:", timeout=30)
-        assert learn_requests.folder_for(status).is_dir()
-        yield proc, cfg, status, state, tmp
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
+    with edge_run(cfg, stderr, cwd=tmp, env=env) as proc:
+        try:
+            wait_for_file(proc, stderr, "ready:", timeout=30)
+            assert learn_requests.folder_for(status).is_dir()
+            yield proc, cfg, status, state, tmp
+        finally:
+            if proc.poll() is None:
+                sigterm(proc, timeout=10)
     assert "Traceback" not in stderr.read_text()
 
 

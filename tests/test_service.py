@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,6 +23,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import REPO
+from helpers import edge_run
 
 from edge import config
 from edge.capture.base import Frame, SourceError
@@ -317,16 +316,9 @@ def test_sigterm_sends_stopping_and_exits_0(tmp_path, listener, tiny_model_path,
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("WATCHDOG_PID", None)
     env.pop("JOURNAL_STREAM", None)
-    with open(tmp_path / "stderr.txt", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(cfg)], cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
+    with edge_run(cfg, tmp_path / "stderr.txt", cwd=tmp_path, env=env) as proc:
         listener.wait_for("READY=1", timeout=30)
         listener.wait_for("WATCHDOG=1")
         proc.send_signal(signal.SIGTERM)
         listener.wait_for("STOPPING=1")
         assert proc.wait(timeout=15) == 0, (tmp_path / "stderr.txt").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
