@@ -264,23 +264,39 @@ def make_video():
 # --------------------------------------------------------------------------- a real full disk
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 64 KiB tmpfs, for disk-full tests without mocks (skip where mounting is not permitted)."""
+def mount_tmpfs(folder: Path, size: str = "64k") -> str:
+    """Mount a tmpfs of ``size`` on ``folder``; "" when done, else why not."""
     import subprocess
 
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                          text=True)
+    return "" if done.returncode == 0 else done.stderr.strip() or f"mount exited {done.returncode}"
+
+
+def unmount(folder: Path) -> None:
+    """Unmount ``folder``, even while a file on it is still open (a failed test's sink, held by its traceback):
+    then lazily, so the mount is gone at once and its memory is freed when the last file closes."""
+    import subprocess
+
+    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs, for disk-full tests without mocks (skip where mounting is not permitted); always unmounted
+    after the test, passed or failed (a mount left behind would stop pytest deleting its old temp folders)."""
     disk = tmp_path / "disk"
     disk.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    problem = mount_tmpfs(disk)
+    if problem:
+        pytest.skip(f"cannot mount a tmpfs here: {problem}")
     try:
         yield disk
     finally:
-        subprocess.run(["umount", str(disk)], check=False)
+        unmount(disk)
 
 
 # --------------------------------------------------------------------------- logging
