@@ -54,6 +54,7 @@ class StateSpec:
     zero_point: int
     input_index: int
     output_index: int
+    scale: float = 0.0  # quantized states (a split int8 backbone loops its int8 tensors): real = (q - zp) * scale
 
     @property
     def in_place(self) -> bool:
@@ -248,8 +249,9 @@ class StreamModel:
                 raise EdgeError(f"model file {self.path}: input {name} has no output of the same name, "
                                 "so it cannot be looped as a stream state")
             sd = details[idx]
+            scale, zero_point = sd["quantization"]
             states.append(StateSpec(name, tuple(int(x) for x in sd["shape"]), np.dtype(sd["dtype"]),
-                                    int(sd["quantization"][1]), idx, outputs[name]))
+                                    int(zero_point), idx, outputs[name], float(scale)))
         return image, states, outputs[out_name]
 
     def _read_head(self) -> tuple[int, int, int]:
@@ -402,10 +404,14 @@ class StreamModel:
         self._interp.invoke()
 
     def get_state(self, name: str) -> np.ndarray:
+        """A state's value as the model means it (a quantized state dequantized to float32)."""
         spec = next((s for s in self.states if s.name == name), None)
         if spec is None:
             raise KeyError(name)
-        return self._interp.tensor(spec.input_index)().copy()
+        value = self._interp.tensor(spec.input_index)().copy()
+        if spec.scale and np.issubdtype(spec.dtype, np.integer):
+            return ((value.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)).astype(np.float32)
+        return value
 
     def close(self) -> None:
         self._interp = self._head_interp = self._pooled_in = None

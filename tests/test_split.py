@@ -157,3 +157,34 @@ def test_doctor_and_models_list_say_which_models_split(fixtures_dir):
     assert "cumulative" in found["model t1"].detail and found["model t1"].fix
     table = models.format_rows(rows, fixtures_dir).splitlines()
     assert "splits at its head pool" in table[1] and "does not split" in table[2]
+
+
+def test_a0_backbone_loops_int8_states_and_takes_int8_pixels(a0_pair):
+    """The int8 export's float edges are gone from the backbone: a quarter of the bytes to loop, the same numbers."""
+    whole, cut = a0_pair
+    streams = [s for s in cut.states if s.name.endswith("_stream_buffer")]
+    assert streams and all(s.dtype == np.int8 and s.scale > 0 for s in streams)
+    assert all(whole_s.dtype == np.float32 for whole_s in whole.states if whole_s.name.endswith("_stream_buffer"))
+    assert cut.image.dtype == np.int8 and cut.image.zero_point == -128 and whole.image.dtype == np.float32
+    for s in streams:  # reset means the real value zero, whatever the storage
+        assert not cut.get_state(s.name).any(), s.name
+    for frame in frames(6, (120, 160), seed=3):
+        cut.step(frame), whole.step(frame)
+    for s in streams:
+        got, want = cut.get_state(s.name), whole.get_state(s.name)
+        assert got.dtype == np.float32 and got.any(), s.name
+        np.testing.assert_array_equal(got, want)
+
+
+def test_exact_pixel_grid_preprocessing_equals_the_float_path():
+    """An int8 image on the 1/255 grid is filled with p - 128 directly; quantizing p / 255 gives the same."""
+    from edge.preprocess import InputSpec, Preprocessor
+
+    frame = frames(1, (50, 70), seed=4)[0]
+    exact = Preprocessor(InputSpec("image", 20, 30, np.dtype(np.int8), float(np.float32(1 / 255)), -128))
+    as_float = Preprocessor(InputSpec("image", 20, 30, np.dtype(np.float32)))
+    q, x = np.zeros((1, 1, 20, 30, 3), np.int8), np.zeros((1, 1, 20, 30, 3), np.float32)
+    exact(frame, q)
+    as_float(frame, x)
+    np.testing.assert_array_equal(q.astype(np.int16), np.rint(x / np.float32(1 / 255)).astype(np.int16) - 128)
+    assert q.min() < 0 < q.max()
