@@ -103,8 +103,12 @@ def check_model(cfg: Config, report: Report) -> list[str] | None:
         report.warnings.append(f"model {m.name} cannot be split at its head pool ({reason}): "
                                f"it runs the cumulative policy, not {cfg.model.state_policy}")
     if cfg.model.head:  # learned classes (edge learn): the head file against this model; its names are labels too
-        from edge.learn import load_learned
+        from edge.learn import load_learned, missing_head
 
+        missing = missing_head(cfg.model)
+        if missing:  # the daemon starts without it (and says so): a warning, not a refused start
+            report.warnings.append(missing)
+            return engine.labels
         try:
             learned = load_learned(cfg.model, engine)
         except EdgeError as err:

@@ -121,7 +121,9 @@ def _engine_settings(args: argparse.Namespace):
              "half_life_seconds": "half_life", "preprocess": "preprocess", "threads": "threads", "ensemble": "ensemble"}
     data = {key: getattr(args, attr) for key, attr in flags.items() if getattr(args, attr, None) is not None}
     if getattr(args, "head", None):  # a flag's path is the shell's (model.head in a config is under models/)
-        data["head"] = str(Path(args.head).expanduser().resolve())
+        from edge.learn import flag_head
+
+        data["head"] = str(flag_head(args.head))
     if getattr(args, "head_mode", None):
         data["head_mode"] = args.head_mode
     if "ensemble" in data:
@@ -201,6 +203,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         logger.warning("no config file at %s: running with the defaults", path)
         cfg, path = config.Config(), None
+    if args.head:  # a mistyped --head is an error; a configured model.head that vanished is run without
+        from edge.learn import flag_head
+
+        flag_head(args.head)
     overrides = Overrides(source=args.source, fast=args.fast, log=args.log, head=args.head, status=args.status)
     if args.demo or (not args.source and demo.interactive() and _no_camera(overrides.apply(cfg))):
         return demo.run(cfg, path, Overrides(head=args.head))
@@ -465,14 +471,28 @@ def add_learn(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_learn)
 
 
+RECORD_LOCK_WAIT = 120.0  # seconds `edge learn record` waits, its clips recorded, for another run to save the head
+
+
 def cmd_learn(args: argparse.Namespace) -> int:
-    import json
+    import contextlib
 
     from edge import config, learn
 
     path = _config_file(args.config)
     cfg = config.load(path) if path.exists() or args.config else config.Config()
     head_file = learn.head_path(args.head, cfg.model.head)
+    changes = args.learn_action in ("add", "remove") or getattr(args, "save", False)  # record: after recording
+    with learn.head_lock(head_file) if changes else contextlib.nullcontext():  # one `edge learn` at a time
+        return _learn(args, cfg, head_file)
+
+
+def _learn(args: argparse.Namespace, cfg, head_file: Path) -> int:
+    import json
+    import shlex
+
+    from edge import learn
+
     if args.learn_action in ("add", "record"):
         from edge import models
         from edge.engine import Engine
@@ -491,10 +511,15 @@ def cmd_learn(args: argparse.Namespace) -> int:
         else:
             learn.check_name(args.name)
             clips, session = _learn_record(args, cfg)
-            # read again: classes added (another `edge learn`) while this one recorded are kept
-            head = learn.open_or_new(head_file, engine.model.feature_size, engine.model.name, sha)
-            if clips:
-                learn.add_clips(head, engine, [(args.name, clips)], session)
+            # read again, locked: classes added (another `edge learn`) while this one recorded are kept; one
+            # that is changing the head now is waited for a while (the clips are recorded: not lost to a refusal)
+            then = f"add the clips just recorded: edge learn add {shlex.quote(args.name)} {' '.join(shlex.quote(str(c)) for c in clips)}"
+            with learn.head_lock(head_file, wait=RECORD_LOCK_WAIT, then=then if clips else "run this again"):
+                head = learn.open_or_new(head_file, engine.model.feature_size, engine.model.name, sha)
+                if clips:
+                    learn.add_clips(head, engine, [(args.name, clips)], session)
+                _learn_save(head, head_file, cfg)
+            return 0
         _learn_save(head, head_file, cfg)
         return 0
     if getattr(args, "false_accept", None) is not None and not 0 <= args.false_accept < 1:

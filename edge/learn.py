@@ -33,6 +33,8 @@ import logging
 import math
 import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +43,7 @@ import numpy as np
 from edge.atomic import commit, write_bytes_atomic
 from edge.errors import EdgeError
 from edge.labels import LabelIndex, did_you_mean
+from edge.pidlock import LockHeld, PidLock
 
 logger = logging.getLogger(__name__)
 
@@ -349,11 +352,12 @@ class Head:
         return buf.getvalue()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically: the daemon (reloading) never reads half a file."""
+        """Write atomically (the daemon, reloading, never reads half a file) and durably (fsynced: a power cut
+        leaves the old head or the new one, never an empty file where weeks of examples were)."""
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(path, self.to_bytes())
+            write_bytes_atomic(path, self.to_bytes(), durable=True)
         except OSError as err:
             raise EdgeError(f"cannot write head file {path}: {err.strerror or err}") from None
         return path
@@ -449,6 +453,25 @@ def check_name(name: str) -> str:
     if clean.casefold() == UNKNOWN:
         raise EdgeError(f"{UNKNOWN!r} is the answer for what no class matches: pick another class name")
     return clean
+
+
+@contextmanager
+def head_lock(path: Path, wait: float = 0.0, then: str = "run this again") -> Iterator[None]:
+    """While one `edge learn` reads, changes and writes the head file: no other (an exclusive flock on
+    ``<head>.lock``, holding the PID; edge/pidlock.py). Another run holding it past ``wait`` seconds is
+    an EdgeError naming its PID and what to do ``then``."""
+    lock = PidLock(path.with_name(path.name + ".lock"))
+    try:
+        lock.acquire(wait)
+    except LockHeld as held:
+        raise EdgeError(f"head file {path} is being changed by another `edge learn` (pid {held.holder}): "
+                        f"let it finish, then {then}") from None
+    except OSError as err:
+        raise EdgeError(f"cannot create the lock {lock.path} beside the head file: {err.strerror}") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def open_or_new(path: Path, feature_size: int, model: str, model_sha256: str) -> Head:
@@ -577,9 +600,40 @@ class LearnedLabels:
         return f"{len(self.head.classes)} learned classes from {self.path.name} ({self.mode})"
 
 
-def load_learned(model_cfg, engine) -> LearnedLabels | None:
-    """The configured head (``model.head``) checked against the engine's model; None when none is configured."""
+def missing_head(model_cfg) -> str | None:
+    """Why the configured head (``model.head``) cannot be used because its file is not there, else None.
+
+    A service that has run for months must not refuse to start for good because its learned-classes
+    file vanished: it runs on the model's own classes and says so (this text), and `edge check-config`
+    warns. A watch rule on a learned class still stops it: that rule cannot be scored.
+    """
     if not getattr(model_cfg, "head", None):
+        return None
+    path = head_path(None, model_cfg.head)
+    if path.exists():
+        return None
+    return (f"model.head: head file {path} does not exist: running with the model's own classes only "
+            "(teach the classes again with `edge learn add`, or remove model.head)")
+
+
+def flag_head(text: str) -> Path:
+    """A head file named on the command line (``--head``): the shell's path, and it must be there (a typo
+    is an error; only a configured model.head that vanished is run without, see :func:`missing_head`)."""
+    path = Path(text).expanduser().resolve()
+    if not path.is_file():
+        raise EdgeError(f"--head: head file {path} does not exist: check the path, or teach a class first "
+                        "(`edge learn add NAME CLIP... --head FILE`)")
+    return path
+
+
+def load_learned(model_cfg, engine) -> LearnedLabels | None:
+    """The configured head (``model.head``) checked against the engine's model; None when none is configured,
+    or when its file is missing (logged as a warning: see :func:`missing_head`)."""
+    if not getattr(model_cfg, "head", None):
+        return None
+    missing = missing_head(model_cfg)
+    if missing:
+        logger.warning("%s", missing)
         return None
     from edge.models import sha256_file
 

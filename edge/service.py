@@ -18,6 +18,7 @@ from typing import Any
 
 from edge.atomic import write_bytes_atomic
 from edge.errors import EdgeError
+from edge.pidlock import LockHeld, PidLock
 
 logger = logging.getLogger(__name__)
 
@@ -115,44 +116,27 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
-class StatusLock:
+class StatusLock(PidLock):
     """One daemon per status path: an exclusive ``flock`` on ``<status file>.lock`` beside it, holding the PID.
 
     A second daemon on the same path (a ``sudo edge run`` dry run next to the service) would make
     ``edge status`` flip between the two and interleave their logs: it refuses to start instead, with
-    one line naming the PID that holds the lock. The lock goes with the process (even a SIGKILL); the
-    file stays (removing it would race the next daemon's lock).
+    one line naming the PID that holds the lock (edge/pidlock.py).
     """
 
     def __init__(self, status_path: Path) -> None:
         self.status_path = Path(status_path)
-        self.path = self.status_path.with_name(self.status_path.name + ".lock")
-        self._fd: int | None = None
+        super().__init__(self.status_path.with_name(self.status_path.name + ".lock"))
 
-    def acquire(self) -> None:
+    def acquire(self, wait: float = 0.0) -> None:
         """Take the lock, or EdgeError naming its holder and the way out."""
-        import fcntl
-
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            super().acquire(wait)
+        except LockHeld as held:
+            raise EdgeError(f"another edge daemon (pid {held.holder}) is running with the status file "
+                            f"{self.status_path}: stop it (`sudo systemctl stop edge` if it is the service), or "
+                            "give this one a status file of its own (--status PATH, or status.path in its config)"
+                            ) from None
         except OSError as err:
             raise EdgeError(f"cannot create the lock {self.path} beside the status file: {err.strerror}: "
                             "set status.path (or --status) to a writable place") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise EdgeError(f"another edge daemon (pid {holder}) is running with the status file {self.status_path}: "
-                            "stop it (`sudo systemctl stop edge` if it is the service), or give this one a status "
-                            "file of its own (--status PATH, or status.path in its config)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        """Let the lock go (idempotent). The file stays."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)

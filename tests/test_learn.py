@@ -516,8 +516,7 @@ def test_check_config_accepts_a_head_learned_on_the_model_and_rules_on_its_class
 @pytest.mark.parametrize("damage, needle", [
     (lambda p, model: tiny_head(p, model, sha="0" * 64), "was learned on model tiny_stream.tflite (sha256 000000000000"),
     (lambda p, model: p.write_bytes(b"garbage"), "is not a readable edge head file"),
-    (lambda p, model: None, "does not exist"),
-])
+])  # a head file that is not there at all is a warning: tests/test_learn_head_file.py
 def test_check_config_refuses_a_head_that_does_not_fit_in_one_line(check_head, tmp_path, tiny_model_path, damage,
                                                                     needle):
     path = tmp_path / "my.head"
