@@ -5,35 +5,20 @@ from __future__ import annotations
 
 import os
 
-import pytest
-from conftest import mount_tmpfs, unmount
+from conftest import unmount
 
 
-@pytest.fixture
-def disk(tmp_path):
-    folder = tmp_path / "d"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    problem = mount_tmpfs(folder)
-    if problem:
-        pytest.skip(f"cannot mount a tmpfs here: {problem}")
-    yield folder
-    if os.path.ismount(folder):  # the test failed before unmounting: do not leave it behind
-        unmount(folder)
-
-
-def test_unmount_with_a_file_still_open_on_it(disk):
-    held = open(disk / "log.jsonl", "w")  # what a failed test's sink leaves open
+def test_unmount_with_a_file_still_open_on_it(tiny_disk):
+    held = open(tiny_disk / "log.jsonl", "w")  # what a failed test's sink leaves open when the fixture ends
     try:
         held.write("x")
-        unmount(disk)
-        assert not os.path.ismount(disk)
+        unmount(tiny_disk)
+        assert not os.path.ismount(tiny_disk)
     finally:
         held.close()
 
 
-def test_unmount_of_an_idle_tmpfs(disk):
-    (disk / "f").write_text("x")
-    unmount(disk)
-    assert not os.path.ismount(disk) and not (disk / "f").exists()
+def test_unmount_of_an_idle_tmpfs(tiny_disk):
+    (tiny_disk / "f").write_text("x")
+    unmount(tiny_disk)
+    assert not os.path.ismount(tiny_disk) and not (tiny_disk / "f").exists()
