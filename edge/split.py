@@ -25,6 +25,10 @@ graph in two, in memory, at load:
   reproduces the original logits bit for bit; fed an exact window mean of the
   features it answers for the last W frames.
 
+The backbone also drops the float edges an int8 export puts around its stream
+states and image (:func:`_quantized_boundaries`): it loops the int8 state tensors
+themselves, a quarter of the bytes, with the same numbers.
+
 Everything is found from the signature names (``state_head_pool_buffer``,
 ``state_head_pool_frame_count``, ``logits``) by walking the graph (RESHAPE,
 QUANTIZE and DEQUANTIZE are hops), never by tensor index. A model that does not
