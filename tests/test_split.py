@@ -188,3 +188,79 @@ def test_exact_pixel_grid_preprocessing_equals_the_float_path():
     as_float(frame, x)
     np.testing.assert_array_equal(q.astype(np.int16), np.rint(x / np.float32(1 / 255)).astype(np.int16) - 128)
     assert q.min() < 0 < q.max()
+
+
+# --------------------------------------------------------------------------- the int8 edges, on a tiny model
+
+
+def with_int8_edges(data: bytes, state: str, out_scale: float = 1 / 255) -> bytes:
+    """The tiny float model as an int8 exporter would wrap it: ``state`` and the image pass through QUANTIZE ->
+    DEQUANTIZE at the inputs, the state's output through QUANTIZE -> DEQUANTIZE (scale ``out_scale``) at the end."""
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    g = split._Graph(model, schema)
+    sg = g.sg
+
+    def tensor(like: int, name: str, int8: bool, scale: float | None = None) -> int:
+        t = schema.TensorT()
+        t.shape = np.array(split._ints(sg.tensors[like].shape), np.int32)
+        t.type, t.name, t.buffer = (split.INT8 if int8 else split.FLOAT32), name.encode(), 0
+        if int8:
+            t.quantization = schema.QuantizationParametersT()
+            t.quantization.scale, t.quantization.zeroPoint = [float(np.float32(scale))], [-128]
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    def op(builtin: int, src: int, dst: int):
+        o = schema.OperatorT()
+        o.opcodeIndex = split._opcode(model, schema, builtin)
+        o.inputs, o.outputs = np.array([src], np.int32), np.array([dst], np.int32)
+        return o
+
+    quantize, dequantize = schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE
+    first, last = [], []
+    for name in ("image", state):  # input -> QUANTIZE -> DEQUANTIZE -> what read the input
+        t_in = g.inputs[name]
+        q, f = tensor(t_in, f"{name}/q", True, 1 / 255), tensor(t_in, f"{name}/f", False)
+        for o in sg.operators:
+            o.inputs = np.array([f if t == t_in else t for t in split._ints(o.inputs)], np.int32)
+        first += [op(quantize, t_in, q), op(dequantize, q, f)]
+    t_out = g.outputs[state]  # what made the output -> QUANTIZE -> DEQUANTIZE -> the output
+    raw, q = tensor(t_out, f"{state}/raw", False), tensor(t_out, f"{state}/q_out", True, out_scale)
+    for o in sg.operators:
+        o.outputs = np.array([raw if t == t_out else t for t in split._ints(o.outputs)], np.int32)
+        o.inputs = np.array([raw if t == t_out else t for t in split._ints(o.inputs)], np.int32)
+    last += [op(quantize, raw, q), op(dequantize, q, t_out)]
+    sg.operators = first + list(sg.operators) + last
+    builder = flatbuffers.Builder(1 << 16)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+STATE = "state_block0_layer0_stream_buffer"
+
+
+def test_int8_edges_are_dropped_from_the_backbone_and_it_stays_exact(tiny_model_path, tmp_path):
+    path = tmp_path / "int8_edges.tflite"
+    path.write_bytes(with_int8_edges(tiny_model_path.read_bytes(), STATE))
+    whole, cut = StreamModel(path, split=False), StreamModel(path)
+    state = {s.name: s for s in cut.states}[STATE]
+    assert state.dtype == np.int8 and state.zero_point == -128  # the backbone loops the int8 tensor itself
+    assert {s.name: s for s in whole.states}[STATE].dtype == np.float32
+    assert cut.image.dtype == np.int8 and whole.image.dtype == np.float32
+    for frame in frames(8, seed=5):
+        np.testing.assert_array_equal(cut.step(frame), whole.step(frame))
+        np.testing.assert_array_equal(cut.get_state(STATE), whole.get_state(STATE))
+    assert cut.get_state(STATE).any()
+
+
+def test_int8_edges_with_two_scales_are_kept_float(tiny_model_path, tmp_path):
+    """Dropping QUANTIZE/DEQUANTIZE is only the identity when both ends share one scale: else leave them."""
+    path = tmp_path / "two_scales.tflite"
+    path.write_bytes(with_int8_edges(tiny_model_path.read_bytes(), STATE, out_scale=2 / 255))
+    whole, cut = StreamModel(path, split=False), StreamModel(path)
+    assert {s.name: s for s in cut.states}[STATE].dtype == np.float32
+    assert cut.image.dtype == np.int8  # the image edge is still exact
+    for frame in frames(8, seed=6):
+        np.testing.assert_array_equal(cut.step(frame), whole.step(frame))
