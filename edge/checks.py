@@ -44,10 +44,12 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     cfg: Config | None = None
+    missing_head: str | None = None  # model.head's file is not there: rules on its classes are warned of, not errors
+    inactive: list[str] = field(default_factory=list)  # rules the daemon will start without (their head is gone)
 
     def summary(self) -> str:
         cfg = self.cfg
-        rules = ", ".join(r.name for r in cfg.watch) or "none"
+        rules = ", ".join(r.name + (" (inactive)" if r.name in self.inactive else "") for r in cfg.watch) or "none"
         sinks = ", ".join(s.type for s in cfg.sinks) or "none"
         head = f"{self.path}: ok" + (", empty: running every default" if self.empty else "")
         return f"{head} (model {self.model}; source {cfg.source.kind}; rules: {rules}; sinks: {sinks})"
@@ -103,11 +105,12 @@ def check_model(cfg: Config, report: Report) -> list[str] | None:
         report.warnings.append(f"model {m.name} cannot be split at its head pool ({reason}): "
                                f"it runs the cumulative policy, not {cfg.model.state_policy}")
     if cfg.model.head:  # learned classes (edge learn): the head file against this model; its names are labels too
-        from edge.learn import load_learned, missing_head
+        from edge.learn import head_path, load_learned, missing_head
 
         missing = missing_head(cfg.model)
         if missing:  # the daemon starts without it (and says so): a warning, not a refused start
             report.warnings.append(missing)
+            report.missing_head = str(head_path(None, cfg.model.head))
             return engine.labels
         try:
             learned = load_learned(cfg.model, engine)
@@ -138,9 +141,12 @@ def check_rule_labels(cfg: Config, labels: list[str], report: Report) -> None:
     from edge.smoothing import RuleTracker
 
     try:
-        RuleTracker(cfg.watch, labels)
+        tracker = RuleTracker(cfg.watch, labels, missing_head=report.missing_head)
     except EdgeError as err:
         report.errors.append(str(err))
+        return
+    report.inactive = list(tracker.inactive)
+    report.warnings += tracker.inactive.values()  # the daemon starts without these rules (and says so)
 
 
 # --------------------------------------------------------------------------- source

@@ -10,6 +10,7 @@ camera would be and a benchmark measures what the daemon runs.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from edge.config import Config, ModelConfig
     from edge.engine import Engine
     from edge.learn import LearnedLabels
+
+logger = logging.getLogger(__name__)
 
 STAGES = ("queue", "preprocess", "invoke", "state_copy", "head", "postprocess", "total")  # Prediction.latency keys
 
@@ -57,12 +60,18 @@ class Pipeline:
             from edge.engine import Engine
 
             engine = Engine(cfg)
-        from edge.learn import load_learned
+        from edge.learn import head_path, load_learned
 
         learned = load_learned(cfg, engine)
         labels = learned.labels if learned is not None else engine.labels
-        return cls(engine=engine, smoother=smoother, tracker=RuleTracker(watch, labels),
-                   sampler=FrameSampler(cfg.fps), top=top, learned=learned)
+        # a configured head whose file is gone (load_learned warned): rules on its classes wait for it, inactive
+        head = getattr(cfg, "head", None)
+        gone = str(head_path(None, head)) if head and learned is None else None
+        tracker = RuleTracker(watch, labels, missing_head=gone)
+        for why in tracker.inactive.values():
+            logger.warning("%s", why)
+        return cls(engine=engine, smoother=smoother, tracker=tracker, sampler=FrameSampler(cfg.fps), top=top,
+                   learned=learned)
 
     @property
     def labels(self) -> list[str]:

@@ -184,6 +184,19 @@ def _suggest(close: list[str]) -> str:
     return did_you_mean(close) or "check the spelling against the model's label file"
 
 
+def _inactive(rule: WatchRule, index: LabelIndex, head: str) -> str | None:
+    """Why ``rule`` cannot be scored while the head file ``head`` is missing (labels the model lacks), else None."""
+    unknown = [label for label in rule.labels if index.find(label) is None]
+    if not unknown:
+        return None
+    names = ", ".join(repr(label) for label in unknown)
+    typo = "; ".join(f"{label!r}: {hint}" for label in unknown if (hint := did_you_mean(index.close(label))))
+    return (f"watch rule {rule.name!r} is inactive: {names} {'is' if len(unknown) == 1 else 'are'} not among the "
+            f"model's labels and the head file {head} (model.head, its learned classes) does not exist: teach "
+            "them again (`edge learn add`) and reload, or fix the label if it is a typo"
+            + (f" ({typo})" if typo else ""))
+
+
 class RuleTracker:
     """Watch rules -> scores -> start/end events, by hysteresis.
 
@@ -208,16 +221,28 @@ class RuleTracker:
     Times are source seconds and must be non-decreasing (the daemon guarantees
     this); ``min_duration`` and cooldown comparisons allow ``TIME_EPS`` of float
     error so frames at 0.2 s steps start an event at exactly the expected frame.
+
+    A label the model does not have is an EdgeError (a typo), except when
+    ``missing_head`` names the configured head file (``model.head``) that is not
+    there: its learned classes cannot be checked, so a rule with such labels is
+    left out, inactive, and ``inactive`` maps its name to the warning saying why.
     """
 
-    def __init__(self, rules: list[WatchRule], labels: list[str]) -> None:
+    def __init__(self, rules: list[WatchRule], labels: list[str], missing_head: str | None = None) -> None:
         names = [rule.name for rule in rules]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise EdgeError(f"watch: rule names must be unique, repeated: {', '.join(dupes)}")
         self.labels = list(labels)
         index = LabelIndex(self.labels)
-        self._states = {rule.name: _RuleState(rule, _label_indices(rule, index)) for rule in rules}
+        self.inactive: dict[str, str] = {}  # rule name -> why it is not scored (its learned labels' head is gone)
+        if missing_head is not None:
+            for rule in rules:
+                why = _inactive(rule, index, missing_head)
+                if why is not None:
+                    self.inactive[rule.name] = why
+        self._states = {rule.name: _RuleState(rule, _label_indices(rule, index)) for rule in rules
+                        if rule.name not in self.inactive}
 
     @property
     def rules(self) -> list[WatchRule]:
