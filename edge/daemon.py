@@ -69,6 +69,37 @@ class Overrides:
         return cfg
 
 
+RING_KEYS = ("ring_seconds", "ring_mb")  # applied to the running ring on reload
+LIVE_KEYS = RING_KEYS + ("gap_reset_seconds",)  # source keys a reload applies without reopening the source
+
+
+def ring_keys(cfg: Config) -> tuple:
+    return tuple(getattr(cfg.source, k) for k in RING_KEYS)
+
+
+def reopen_keys(cfg: Config) -> dict[str, Any]:
+    """The source keys a reload applies by opening the source again (kind, spec, size, rate, loop, stall, reopen)."""
+    return cfg.source.model_dump(exclude=set(LIVE_KEYS))
+
+
+def urls_files(cfg: Config) -> dict[str, str | None]:
+    """Each notify sink's urls_file and a digest of its content now (None: unreadable; the sink says why)."""
+    import hashlib
+
+    from edge.sinks.base import SinkContext
+
+    out: dict[str, str | None] = {}
+    for sink in cfg.sinks:
+        name = getattr(sink, "urls_file", None)
+        if isinstance(name, str):
+            path = SinkContext.state_path(name)
+            try:
+                out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()  # the secrets are not kept
+            except OSError:
+                out[str(path)] = None
+    return out
+
+
 class Daemon:
     # seconds without a source before READY=1 is sent anyway: well under the unit's TimeoutStartSec
     # (systemd/edge.service; tests/test_structure.py checks the two together)
@@ -94,6 +125,7 @@ class Daemon:
         self._reload_flag = threading.Event()
         self.capture: CaptureSupervisor | None = None
         self.inference: InferenceLoop | None = None
+        self._urls: dict[str, str | None] = {}  # the notify urls_files the sinks read (a reload compares)
         # `edge learn record` while the service runs: clips from the ring, on a worker thread (learn_requests.py)
         self.learn_requests = LearnRequests(self.status_path, lambda: self.ring, self.stop_event)
 
@@ -123,9 +155,13 @@ class Daemon:
         """ring_seconds of frames (by their time) within ring_mb; the frame count only a safety net (a source's
         rate is not known before it opens, and may be more than it says; the capture thread raises it to the
         rate the source gives at its first frame)."""
+        return FrameRing(*self._ring_bounds(cfg, source))
+
+    @staticmethod
+    def _ring_bounds(cfg: Config, source: FrameSource) -> tuple[int, int, float]:
+        """(frames, bytes, seconds) for the ring of ``cfg`` on ``source``: at start, and a reload that changed them."""
         fps = max(source.fps or 0.0, cfg.source.fps, 30.0)
-        return FrameRing(frames_for(cfg.source.ring_seconds, fps), max_bytes=int(cfg.source.ring_mb * 2**20),
-                         seconds=cfg.source.ring_seconds)
+        return frames_for(cfg.source.ring_seconds, fps), int(cfg.source.ring_mb * 2**20), cfg.source.ring_seconds
 
     def _on_source(self, source: FrameSource) -> None:
         """The capture supervisor replaced a stalled source with a fresh one."""
@@ -142,7 +178,7 @@ class Daemon:
         self.capture = CaptureSupervisor(self.ring, self.stats, self.stop_event,
                                          factory=lambda: self.source_factory(self.cfg), on_source=self._on_source)
         self.capture.open(self.source)
-        self.runners = self._build_sinks(self.cfg, pipeline.labels)
+        self.runners, self._urls = self._build_sinks(self.cfg, pipeline.labels), urls_files(self.cfg)
         for r in self.runners:
             r.start()
         self._start_capture(self.cfg)
@@ -207,7 +243,6 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
 
     def _serve(self) -> None:
-        cfg = self.cfg.status
         next_status = next_stats = next_ping = time.monotonic()
         announced = False
         while not self.stop_event.wait(0.1):
@@ -232,6 +267,7 @@ class Daemon:
             if self.finished.is_set():
                 logger.info("end of %s", self.source.name if self.source else "source")
                 break
+            cfg = self.cfg.status  # a reload may change the intervals
             if now >= next_status:
                 next_status = now + cfg.interval
                 self._write_status()
@@ -290,25 +326,35 @@ class Daemon:
                 pipeline.tracker = self.pipeline.tracker
             if same_model:
                 pipeline.sampler = self.pipeline.sampler
-            runners = self._build_sinks(new, pipeline.labels) if new.sinks != old.sinks or engine is not self.pipeline.engine else None
-            source = self.source_factory(new) if new.source != old.source else None  # a bad kind/spec fails here
+            urls = urls_files(new)  # an edited notify urls_file (Ansible pushes one, then reloads) is read again
+            rebuild = new.sinks != old.sinks or engine is not self.pipeline.engine or urls != self._urls
+            runners = self._build_sinks(new, pipeline.labels) if rebuild else None
+            # a bad kind/spec fails here; the ring's keys and gap_reset_seconds apply without reopening the source
+            source = self.source_factory(new) if reopen_keys(new) != reopen_keys(old) else None
         except EdgeError as err:
             return self._reload_failed(err)
         if source is not None and not self._swap_source(source, new):
             for r in runners or []:  # built, never started
                 r.close(timeout=0.1)
             return False
+        if source is None and ring_keys(new) != ring_keys(old):  # resized in place: sinks and readers keep it
+            self.ring.resize(*self._ring_bounds(new, self.source))
+            self.capture.refit(new.source)
+        self.inference.gap = new.source.gap_reset_seconds
         self.inference.swap(pipeline)
         if runners is not None:
             for r in self.runners:
                 r.close(timeout=2.0)
             for r in runners:
                 r.start()
-            self.runners = runners
+            self.runners, self._urls = runners, urls
         self.cfg = new
         changed = [name for name in ("model", "source", "smoothing", "watch", "sinks", "status")
                    if getattr(new, name) != getattr(old, name)]
         logger.info("config reloaded from %s (changed: %s)", self.config_path, ", ".join(changed) or "nothing")
+        if new.status.path != old.status.path:  # the one key a reload cannot apply: this daemon holds its lock
+            logger.warning("reload: status.path changed: it takes effect at the next restart "
+                           "(systemctl restart edge); status.json stays %s until then", self.status_path)
         self.notifier.ready(self._status_line())
         return True
 
@@ -336,6 +382,7 @@ class Daemon:
             return False
         self.source = source
         self.ring.clear()
+        self.ring.resize(*self._ring_bounds(cfg, source))
         self.ring.reopen()
         self._start_capture(cfg)
         return True
@@ -349,11 +396,14 @@ class Daemon:
         return stats_line(self.stats, self.ring.dropped if self.ring else 0, self.runners)
 
     def snapshot(self) -> dict[str, Any]:
-        """status.json's content now."""
-        return snapshot(self.stats, source_name=self.source.name if self.source else None, pipeline=self.pipeline,
+        """status.json's content now; ``inactive_rules``: the watch rules left out, and why (their head is gone)."""
+        snap = snapshot(self.stats, source_name=self.source.name if self.source else None, pipeline=self.pipeline,
                         ring_dropped=self.ring.dropped if self.ring else 0, ring=self.ring.stats() if self.ring else None,
                         last=self.inference.last if self.inference else None, runners=self.runners,
                         healthy=self.healthy())
+        inactive = self.pipeline.tracker.inactive if self.pipeline is not None else {}
+        snap["inactive_rules"] = [{"rule": name, "why": why} for name, why in inactive.items()]
+        return snap
 
     def _write_status(self) -> None:
         try:

@@ -27,14 +27,18 @@ def frames_for(seconds: float, fps: float) -> int:
     return max(8, int(seconds * fps) + 1)
 
 
+def _check_bounds(capacity: int, max_bytes: int | None, seconds: float | None) -> None:
+    if capacity < 2:
+        raise ValueError("ring capacity must be >= 2")
+    if max_bytes is not None and max_bytes <= 0:
+        raise ValueError("ring byte budget must be > 0")
+    if seconds is not None and seconds <= 0:
+        raise ValueError("ring seconds must be > 0")
+
+
 class FrameRing:
     def __init__(self, capacity: int, max_bytes: int | None = None, seconds: float | None = None) -> None:
-        if capacity < 2:
-            raise ValueError("ring capacity must be >= 2")
-        if max_bytes is not None and max_bytes <= 0:
-            raise ValueError("ring byte budget must be > 0")
-        if seconds is not None and seconds <= 0:
-            raise ValueError("ring seconds must be > 0")
+        _check_bounds(capacity, max_bytes, seconds)
         self.capacity = capacity
         self.max_bytes = max_bytes  # None: bounded by frames only
         self.seconds = seconds  # None: not bounded by time
@@ -74,6 +78,20 @@ class FrameRing:
         with self._cond:
             self.capacity = max(self.capacity, int(capacity))
 
+    def resize(self, capacity: int, max_bytes: int | None, seconds: float | None) -> None:
+        """New bounds (a reload that changed source.ring_seconds or ring_mb), in place: the capture thread
+        goes on putting, every reader keeps its cursor and ``since``/``last_seconds`` keep working. A smaller
+        ring lets go of its oldest frames now, exactly as ``put`` would have with these bounds; the newest
+        (a clip in progress reads those) stay."""
+        _check_bounds(capacity, max_bytes, seconds)
+        with self._cond:
+            self.capacity = int(capacity)
+            self.max_bytes = max_bytes
+            self.seconds = seconds
+            if self._frames:
+                self._trim(self._frames[-1].t)
+            self._cond.notify_all()
+
     def put(self, frame: Frame) -> None:
         size = frame.pixels.nbytes
         with self._cond:
@@ -81,15 +99,18 @@ class FrameRing:
             self._bytes += size
             self._frame_bytes = size
             self.pushed += 1
-            while len(self._frames) > 1 and (len(self._frames) > self.capacity
-                                             or (self.max_bytes is not None and self._bytes > self.max_bytes)
-                                             or (self.seconds is not None
-                                                 and frame.t - self._frames[0].t > self.seconds)):
-                oldest = self._frames.popleft()
-                self._bytes -= oldest.pixels.nbytes
-                if oldest.seq > self._read_seq:
-                    self.dropped += 1
+            self._trim(frame.t)
             self._cond.notify_all()
+
+    def _trim(self, newest_t: float) -> None:
+        """Drop the oldest frames (never the newest) while a bound is passed, counting those not read yet."""
+        while len(self._frames) > 1 and (len(self._frames) > self.capacity
+                                         or (self.max_bytes is not None and self._bytes > self.max_bytes)
+                                         or (self.seconds is not None and newest_t - self._frames[0].t > self.seconds)):
+            oldest = self._frames.popleft()
+            self._bytes -= oldest.pixels.nbytes
+            if oldest.seq > self._read_seq:
+                self.dropped += 1
 
     def stats(self) -> dict[str, float | int | None]:
         """What status.json shows: frames and bytes held, the budget, the seconds they span."""

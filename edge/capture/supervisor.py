@@ -165,6 +165,16 @@ class CaptureSupervisor:
             except Exception as err:  # closing a vanished camera may fail; nothing to save there
                 logger.debug("closing source: %s", err)
 
+    def refit(self, cfg: SourceConfig) -> None:
+        """A reload changed only the ring's keys (source.ring_seconds, ring_mb; the daemon resized the ring):
+        the running thread goes on with ``cfg``, the ring's frame count is fitted to the source's real rate
+        again and a byte budget still short of ring_seconds is said again, with the new numbers."""
+        self._cfg = cfg
+        self._room_said = None
+        newest = self.ring.last_seconds(0.0)
+        if self.source is not None and newest:
+            self._check_room(self.source, newest[-1])
+
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
