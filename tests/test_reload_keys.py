@@ -5,7 +5,6 @@ restart. The docs' list (docs/daemon.md, "Reload") is this file's list."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -82,25 +81,30 @@ def test_resize_checks_its_bounds():
 
 @pytest.fixture
 def live(tmp_path, tiny_model_path, tiny_labels_path, recorder):
-    """``live(size=64)``: a running daemon on a realtime fake of size x size frames -> (daemon, config path,
-    config dict, source); stopped at the end of the test."""
+    """``live(size=64, sources=None, sinks=())``: a running daemon on a realtime fake of size x size frames (or on
+    ``sources``, one for each opening) with a record sink (and ``sinks``) -> (daemon, config path, config dict,
+    first source); every source aborted and the daemon stopped at the end of the test."""
     running = []
 
-    def start(size: int = 64):
+    def start(size: int = 64, sources: list[FakeSource] | None = None, sinks=()):
         base = {"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path)},
-                "sinks": [{"type": "record", "queue": 10000}], "status": {"path": str(tmp_path / "status.json")}}
+                "sinks": [{"type": "record", "queue": 10000}, *sinks],
+                "status": {"path": str(tmp_path / "status.json")}}
         path = write_config(tmp_path / "config.yaml", base)
-        src = FakeSource(red_frames(), realtime=True, fps=5, interval=0.01, at_end="block", size=size)
+        sources = sources or [FakeSource(red_frames(), realtime=True, fps=5, interval=0.01, at_end="block",
+                                         size=size)]
+        built = iter(sources)
         daemon = Daemon(config.load(path), notifier=Notifier(address=""), config_path=path,
-                        source_factory=lambda _cfg: src)
-        running.append((daemon, src))
+                        source_factory=lambda _cfg: next(built) if len(sources) > 1 else sources[0])
+        running.append((daemon, sources))
         daemon.start()
         assert recorder.sink.wait_for(lambda ps: len(ps) >= 3)
-        return daemon, path, base, src
+        return daemon, path, base, sources[0]
 
     yield start
-    for daemon, src in running:
-        src.abort()
+    for daemon, sources in running:
+        for src in sources:
+            src.abort()
         daemon.shutdown()
 
 
@@ -135,29 +139,16 @@ def test_a_ring_too_small_for_its_seconds_is_said_again_with_the_new_ring_mb(liv
     assert daemon.ring.bytes <= MB and len(daemon.ring) == 2
 
 
-def test_reload_with_another_source_key_still_reopens_the_source_and_sizes_its_ring(tmp_path, tiny_model_path,
-                                                                                  tiny_labels_path, recorder):
+def test_reload_with_another_source_key_still_reopens_the_source_and_sizes_its_ring(live):
     sources = [FakeSource(red_frames(), realtime=True, fps=5, interval=0.01, at_end="block", name=f"fake{i}")
                for i in range(2)]
-    built = iter(sources)
-    base = {"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path)},
-            "sinks": [{"type": "record", "queue": 10000}], "status": {"path": str(tmp_path / "status.json")}}
-    path = write_config(tmp_path / "config.yaml", base)
-    daemon = Daemon(config.load(path), notifier=Notifier(address=""), config_path=path,
-                    source_factory=lambda _cfg: next(built))
-    daemon.start()
-    try:
-        assert recorder.sink.wait_for(lambda ps: len(ps) >= 3)
-        ring = daemon.ring
-        write_config(path, {**base, "source": {"stall_seconds": 7, "ring_mb": 5}})
-        sources[0].abort()
-        assert daemon.reload() is True
-        assert daemon.source is sources[1] and daemon.ring is ring and ring.max_bytes == 5 * MB
-        assert sources[1].wait_reads(5)
-    finally:
-        for s in sources:
-            s.abort()
-        daemon.shutdown()
+    daemon, path, base, _ = live(sources=sources)
+    ring = daemon.ring
+    write_config(path, {**base, "source": {"stall_seconds": 7, "ring_mb": 5}})
+    sources[0].abort()
+    assert daemon.reload() is True
+    assert daemon.source is sources[1] and daemon.ring is ring and ring.max_bytes == 5 * MB
+    assert sources[1].wait_reads(5)
 
 
 def test_reload_names_status_path_as_waiting_for_a_restart(live, tmp_path, caplog):
@@ -171,31 +162,17 @@ def test_reload_names_status_path_as_waiting_for_a_restart(live, tmp_path, caplo
     assert daemon.cfg.status.interval == 0.5  # the intervals are read on each pass of the main loop
 
 
-def test_reload_reads_an_edited_notify_urls_file_again(tmp_path, tiny_model_path, tiny_labels_path, recorder,
-                                                       monkeypatch):
+def test_reload_reads_an_edited_notify_urls_file_again(live, tmp_path, recorder, monkeypatch):
     pytest.importorskip("apprise")
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
     urls = tmp_path / "notify.urls"
     urls.write_text("json://127.0.0.1:9/a\n")
     urls.chmod(0o600)
-    base = {"model": {"name": str(tiny_model_path), "labels": str(tiny_labels_path)},
-            "sinks": [{"type": "record", "queue": 10000},
-                      {"type": "notify", "urls_file": str(urls), "spool_dir": str(tmp_path / "spool")}],
-            "status": {"path": str(tmp_path / "status.json")}}
-    path = write_config(tmp_path / "config.yaml", base)
-    src = FakeSource(red_frames(), realtime=True, fps=5, interval=0.01, at_end="block")
-    daemon = Daemon(config.load(path), notifier=Notifier(address=""), config_path=path,
-                    source_factory=lambda _cfg: src)
-    daemon.start()
-    try:
-        assert recorder.sink.wait_for(lambda ps: len(ps) >= 3)
-        before = list(daemon.runners)
-        assert daemon.reload() is True
-        assert daemon.runners == before  # nothing changed: the sinks run on (a clip, a GPIO pin are not cut)
-        urls.write_text("json://127.0.0.1:9/b\n")  # Ansible pushed new URLs, then reloads
-        assert daemon.reload() is True
-        assert daemon.runners != before and len(daemon.runners) == 2
-        assert recorder.sink.wait_for(lambda ps: len(ps) >= 3)  # the new record sink gets predictions
-    finally:
-        src.abort()
-        daemon.shutdown()
+    daemon, _, _, _ = live(sinks=[{"type": "notify", "urls_file": str(urls), "spool_dir": str(tmp_path / "spool")}])
+    before = list(daemon.runners)
+    assert daemon.reload() is True
+    assert daemon.runners == before  # nothing changed: the sinks run on (a clip, a GPIO pin are not cut)
+    urls.write_text("json://127.0.0.1:9/b\n")  # Ansible pushed new URLs, then reloads
+    assert daemon.reload() is True
+    assert daemon.runners != before and len(daemon.runners) == 2
+    assert recorder.sink.wait_for(lambda ps: len(ps) >= 3)  # the new record sink gets predictions
