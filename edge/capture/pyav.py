@@ -48,6 +48,7 @@ class PyAVSource(OpenCVSource):
     def _open_backend(self, fail: type[Exception]) -> tuple[tuple[int, int], float, float]:
         import av
 
+        _route_libav_log()
         options = {"rtsp_transport": "tcp"} if self.kind == "rtsp" else {}
         timeout = (self.timeout, self.timeout) if self.kind == "rtsp" else None
         try:
@@ -59,9 +60,12 @@ class PyAVSource(OpenCVSource):
             container.close()
             raise fail(f"{self.name} has no video stream")
         stream = container.streams.video[0]
-        # two decoder threads whatever the board: each frame thread holds its own frames (measured on the 1080p
-        # H.264 clip: +31 MB with FFmpeg's one-per-core on 2 cores, +24 MB with 2), and the model wants the rest
-        stream.thread_type, stream.thread_count = "AUTO", 2
+        # slice threads, never frame threads: a frame thread holds a full-size picture and a decoder context of
+        # its own (+6.6 MB each on the shared 1080p H.264 clip, four times that at 4K), the very memory a big
+        # camera must not cost; slice threads share one. Measured (benchmarks/memory.py, docs/robustness.md):
+        # peak RSS x1.08 of the 640x480 run instead of x1.12, 10 % less CPU a frame, but a stream encoded in
+        # one slice per picture decodes in one thread (x86: 2.1 instead of 1.6 ms a 1080p frame)
+        stream.thread_type, stream.thread_count = "SLICE", 2
         ctx = stream.codec_context
         fit = fit_within(ctx.width, ctx.height, self.width, self.height)
         lowres = _lowres(ctx.name, ctx.width, ctx.height, *fit) if fit else 0
@@ -88,6 +92,7 @@ class PyAVSource(OpenCVSource):
     def _advance(self) -> bool:
         import av
 
+        self._frame = None  # let the decoder reuse this picture's buffer for the next one, not allocate another
         try:
             self._frame = next(self._frames)
             return True
@@ -131,6 +136,24 @@ def _lowres(codec: str, width: int, height: int, need_w: int, need_h: int) -> in
     while k < 3 and -(-width >> (k + 1)) >= need_w and -(-height >> (k + 1)) >= need_h:
         k += 1
     return k
+
+
+class _LibavDebug(logging.Handler):
+    """FFmpeg's own messages, as our debug lines (``edge -v`` shows them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger.debug("%s: %s", record.name, " ".join(record.getMessage().split()))  # one line: "...\n (repeated 5 more times)"
+
+
+def _route_libav_log() -> None:
+    """Keep FFmpeg's messages ("deprecated pixel format used" for every MJPEG frame, "moov atom not found",
+    "error while decoding MB ...") out of the journal: a source that cannot be read is reported by us, in one
+    line. PyAV 13 and later drop them unless asked; older PyAV (Debian 12's python3-av 10) turns them into
+    ``libav.*`` warnings and errors in Python's logging, which this makes debug lines of ours."""
+    libav = logging.getLogger("libav")
+    if not any(isinstance(h, _LibavDebug) for h in libav.handlers):
+        libav.addHandler(_LibavDebug())
+        libav.propagate = False
 
 
 def _reason(err: BaseException) -> str:
