@@ -605,7 +605,8 @@ def missing_head(model_cfg) -> str | None:
 
     A service that has run for months must not refuse to start for good because its learned-classes
     file vanished: it runs on the model's own classes and says so (this text), and `edge check-config`
-    warns. A watch rule on a learned class still stops it: that rule cannot be scored.
+    warns. A watch rule on a learned class is left out, inactive, with a warning (it cannot be scored
+    until the head file is back; see edge.smoothing and status.json's ``inactive_rules``).
     """
     if not getattr(model_cfg, "head", None):
         return None

@@ -153,6 +153,8 @@ def format_status(d: dict[str, Any], path: Path | None = None) -> str:
     events = d.get("active_events", [])
     lines.append("events   " + ("; ".join(f"{e['rule']} since {e['since']:.1f} s (peak {e['peak']:.2f})" for e in events)
                               or "none active"))
+    for rule in d.get("inactive_rules", []):
+        lines.append(f"rule     {rule.get('rule')} [INACTIVE] {rule.get('why', '')}")
     for s in d.get("sinks", []):
         extra = {k: v for k, v in s.items() if k not in ("sink", "ok", "last_error")}
         flat = ", ".join(f"{k} {v}" for k, v in extra.items())

@@ -195,3 +195,13 @@ def test_a_reload_with_a_typo_while_the_head_is_there_is_refused(head_daemon, ti
     assert daemon.reload() is False
     assert "reload failed, still running the previous config: watch rule 'halt': label 'stopp'" in caplog.text
     assert daemon.pipeline is old
+
+
+def test_edge_status_text_names_an_inactive_rule(head_daemon):
+    from edge.status import format_status
+
+    start, daemon, head, _, _ = head_daemon
+    start()
+    text = format_status(daemon.snapshot())
+    line = next(x for x in text.splitlines() if x.startswith("rule "))
+    assert "halt [INACTIVE]" in line and str(head) in line
