@@ -2,8 +2,10 @@
 
 Prints the cost per model frame of each stage (decode, preprocess, invoke of
 the backbone, state copy, head (window + classifier invoke), postprocess,
-sinks), peak RSS and the RSS growth between frame 1,000 and the last frame, and
-the engine's ratio: the whole per-frame path (preprocess, backbone, state loop,
+sinks), peak RSS, the memory in use between frame 1,000 and the last frame
+(:func:`memory_sample`: anonymous RSS after glibc's free heap is handed back,
+sampled :data:`MEMORY_SAMPLES` times, so allocator noise is not read as a leak),
+and the engine's ratio: the whole per-frame path (preprocess, backbone, state loop,
 window, head, softmax, smoothing, top-k; not decode, not sinks) over a raw
 ``invoke()`` of the ORIGINAL, unsplit model on the same frames in the same run
 (it runs beside the engine, its states looped, only its invoke timed). Numbers,
@@ -18,13 +20,17 @@ functions that run a benchmark.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
+import functools
+import gc
 import json
 import logging
 import os
 import platform
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +49,7 @@ MODEL_STAGES = ("preprocess", "invoke", "state_copy", "head")
 BUDGET_LIMIT = 0.5  # --all-models: the largest model under this share of the frame budget is recommended
 ALL_MODELS_FRAMES = 300
 CACHE_FILE = "bench.json"
+MEMORY_SAMPLES = 20  # memory samples between growth_from and the last frame (the trend is fitted through them)
 SYSTEM_STATE_DIR = Path("/var/lib/edge")  # the service's StateDirectory, read by doctor from a shell
 
 
@@ -58,6 +65,56 @@ def rss_mb(field: str = "VmRSS") -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None (musl, macOS: nothing to hand back this way)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def memory_sample() -> dict[str, float]:
+    """The process's memory now: ``rss`` as it reads (VmRSS), ``in_use`` and Python's ``objects``.
+
+    ``in_use`` is the anonymous RSS after ``gc.collect()`` and ``malloc_trim(0)``:
+    glibc keeps freed memory (frames, mostly) inside its heap, where a later
+    allocation may not fit, so the plain RSS steps up by a MB or two at random
+    moments and stays there without anything being leaked. Handing those free
+    pages back first leaves what is really in use; ``free_heap`` is what it gave
+    back. Where there is no glibc, ``in_use`` is the plain anonymous RSS. Under
+    ``PYTHONTRACEMALLOC=1``, ``traced`` is the memory Python's own objects hold.
+    """
+    gc.collect()
+    rss, anon = rss_mb(), rss_mb("RssAnon")
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+    in_use = rss_mb("RssAnon")
+    sample = {"rss": rss, "in_use": in_use, "free_heap": max(0.0, anon - in_use), "objects": len(gc.get_objects())}
+    if tracemalloc.is_tracing():
+        sample["traced"] = tracemalloc.get_traced_memory()[0] / 2**20
+    return sample
+
+
+def trend(frames: list[int], values: list[float], per: int = 10000) -> float | None:
+    """Least-squares slope of ``values`` over ``frames``, per ``per`` frames; None under three samples."""
+    if len(frames) < 3 or len(set(frames)) < 2:
+        return None
+    import numpy as np
+
+    return float(np.polyfit(np.asarray(frames, dtype=float), np.asarray(values, dtype=float), 1)[0]) * per
+
+
+def sample_points(frames: int, growth_from: int, samples: int = MEMORY_SAMPLES) -> set[int]:
+    """Frames after which memory is sampled: the first, ``growth_from``, then evenly up to the last."""
+    start = growth_from if 0 < growth_from < frames else 1
+    step = max(1, (frames - start) // samples)
+    return {1, start, frames, *range(start, frames, step)}
 
 
 def default_video() -> Path | None:
@@ -88,9 +145,11 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
     runner = build_sink(log, SinkContext(labels=engine.labels))
     runner.start()
     totals = dict.fromkeys(STAGES, 0.0)
-    # preallocated: lists growing by a float a frame would show up in the RSS growth this bench reports
-    per_frame_total, per_frame_path, per_frame_original = np.zeros(frames), np.zeros(frames), np.zeros(frames)
-    rss_at: dict[int, float] = {}
+    # preallocated and written now: lists growing by a float a frame, or np.zeros' untouched pages filling
+    # in as they are written, would show up in the memory growth this bench reports
+    per_frame_total, per_frame_path, per_frame_original = (np.full(frames, 0.0) for _ in range(3))
+    memory: dict[int, dict[str, float]] = {}
+    sample_at = sample_points(frames, growth_from)
     n = 0
     try:
         with src:
@@ -122,10 +181,10 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
                 original.advance(frame.pixels)  # the yardstick: only its invoke() is counted
                 per_frame_original[n] = original.times.invoke
                 n += 1
-                if n in (1, growth_from, frames):
-                    rss_at[n] = rss_mb()
-                if n % 50 == 0:  # let the log sink keep up, as it would at 5 fps
+                if n % 50 == 0 or n in sample_at:  # let the log sink keep up, as it would at 5 fps
                     runner.drain(5.0)
+                if n in sample_at:  # after the drain: predictions waiting in the queue hold their frames
+                    memory[n] = memory_sample()
     finally:
         runner.close()
         tmp.cleanup()
@@ -134,7 +193,11 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
     per_frame_total, per_frame_path, per_frame_original = per_frame_total[:n], per_frame_path[:n], per_frame_original[:n]
     inference = float(per_frame_total.sum())
     path, raw = float(per_frame_path.sum()), float(per_frame_original.sum())
-    start = growth_from if growth_from in rss_at and growth_from < frames else 1
+    start = min(sample_at)
+    if growth_from in memory and growth_from < n:
+        start = growth_from
+    grown = sorted(k for k in memory if k >= start)
+    first, last = memory[start], memory[grown[-1]]
     return {
         "model": engine.describe(),
         "backend": str(engine.model.backend),
@@ -155,10 +218,22 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
         "split": engine.split,
         "peak_rss_mb": round(rss_mb("VmHWM"), 1),
         "rss_anon_mb": round(rss_mb("RssAnon"), 1),  # the process's own memory, without mapped library files
-        "rss_mb": {str(k): round(v, 1) for k, v in sorted(rss_at.items())},
-        "rss_growth_mb": round(rss_at.get(frames, rss_at[max(rss_at)]) - rss_at[start], 2),
-        "rss_growth_between": [start, max(rss_at)],
+        "rss_mb": {str(k): round(memory[k]["rss"], 1) for k in sorted(memory)},
+        "rss_growth_between": [start, grown[-1]],
+        "in_use_mb": {str(k): round(memory[k]["in_use"], 2) for k in sorted(memory)},
+        "in_use_growth_mb": round(last["in_use"] - first["in_use"], 2),
+        "in_use_trend_mb": _rounded(trend(grown, [memory[k]["in_use"] for k in grown])),  # per 10,000 frames
+        "memory_samples": len(grown),
+        "free_heap_mb": round(max(memory[k]["free_heap"] for k in grown), 2),  # the most malloc_trim gave back
+        "malloc_trim": _malloc_trim() is not None,
+        "objects_growth": last["objects"] - first["objects"],  # gc-tracked Python objects
+        "traced_growth_mb": (round(last["traced"] - first["traced"], 3)  # PYTHONTRACEMALLOC=1 only
+                             if "traced" in last and "traced" in first else None),
     }
+
+
+def _rounded(x: float | None, digits: int = 2) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def format_bench(r: dict) -> str:
@@ -177,9 +252,26 @@ def format_bench(r: dict) -> str:
                  "(preprocess, state copy, head, postprocess: a fixed cost, a smaller share where invoke is slower)")
     lines.append(f"share of the 5 fps budget: {r['budget_share_5fps'] * 100:.1f} %")
     lines.append(f"peak RSS {r['peak_rss_mb']:.1f} MB (anonymous {r['rss_anon_mb']:.1f} MB, the rest is mapped "
-                 f"library files); RSS growth frames {r['rss_growth_between'][0]}.."
-                 f"{r['rss_growth_between'][1]}: {r['rss_growth_mb']:+.2f} MB")
+                 "library files)")
+    lines.extend(format_memory(r))
     return "\n".join(lines)
+
+
+def format_memory(r: dict) -> list[str]:
+    """The memory lines: what is in use (the leak check), then the free heap a plain RSS reading also counts."""
+    a, b = r["rss_growth_between"]
+    slope = "" if r["in_use_trend_mb"] is None else f", trend {r['in_use_trend_mb']:+.2f} MB per 10,000 frames"
+    traced = r.get("traced_growth_mb")
+    traced = "" if traced is None else f", their memory {traced:+.3f} MB (tracemalloc)"
+    lines = [f"memory in use, frames {a}..{b}: {r['in_use_growth_mb']:+.2f} MB{slope} ({r['memory_samples']} "
+             f"samples); Python objects {r['objects_growth']:+d}{traced}"]
+    if r["malloc_trim"]:
+        lines.append("  (anonymous RSS once malloc_trim has handed back the freed memory glibc keeps in its heap, up "
+                     f"to {r['free_heap_mb']:.2f} MB at these samples: a plain RSS reading counts it, so it steps up "
+                     "and down by a MB or two at random, with or without a leak)")
+    else:
+        lines.append("  (anonymous RSS: no glibc malloc_trim here, so freed memory the allocator keeps is counted)")
+    return lines
 
 
 # --------------------------------------------------------------------------- --all-models: which model fits this board
