@@ -62,16 +62,18 @@ def test_free_memory_inside_the_heap_is_not_counted_as_in_use():
 def test_the_per_frame_path_keeps_no_python_object_per_frame(tiny, video):
     tracemalloc.start()
     try:
-        r = bench.run_bench(tiny, video, frames=900, growth_from=300)
+        r = bench.run_bench(tiny, video, frames=1500, growth_from=300)
     finally:
         tracemalloc.stop()
     assert r["memory_samples"] == bench.MEMORY_SAMPLES + 1
-    # anything kept per frame over these 600 frames: a Prediction, event or dict is 600 objects, and
-    # 50 bytes a frame (a float in a list) is 0.03 MB; what remains is CPython's bounded free lists filling
+    # anything kept per frame over these 1,200 frames: a Prediction or event is 1,200 objects, and Python's
+    # memory grows by 0.04 MB for a float kept in a list each frame (0.08 for a timestamp string, 0.15 for a
+    # small dict: tried with a leak put into Pipeline.predict); without one it grew 0.014 to 0.019 MB here,
+    # CPython's bounded free lists filling
     assert r["objects_growth"] < 30, r["objects_growth"]
-    assert r["traced_growth_mb"] is not None and r["traced_growth_mb"] < 0.03, r["traced_growth_mb"]
+    assert r["traced_growth_mb"] is not None and r["traced_growth_mb"] < 0.035, r["traced_growth_mb"]
     text = bench.format_bench(r)
-    assert f"memory in use, frames 300..900: {r['in_use_growth_mb']:+.2f} MB" in text
+    assert f"memory in use, frames 300..1500: {r['in_use_growth_mb']:+.2f} MB" in text
     assert "(tracemalloc)" in text
 
 
