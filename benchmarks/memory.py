@@ -8,6 +8,12 @@ into a temp folder: nothing from ../shared is kept), played by the real daemon i
 kernel high-water mark (VmHWM in /proc/PID/status), read just before it is stopped; the ring's
 own byte count comes from status.json. Prints one line per run and a summary with each size's
 peak as a ratio of the 640x480 run's (median of the repeats, and the spread).
+
+The daemon runs as the unit runs it (`edge run -c CONFIG`, nothing added to its environment but
+PYTHONPATH): what is measured here is what the service does. Before each run the capture
+thread's work on that source is timed on its own (the source the daemon would open, read unpaced:
+decode + scale to RGB), wall and CPU ms a frame: a decoder setting that saves memory must say
+what it costs in speed. benchmarks/soak.py runs the same daemon for minutes.
 """
 
 from __future__ import annotations
@@ -63,7 +69,8 @@ def vm(pid: int, key: str) -> float:
     return 0.0
 
 
-def run_once(video: Path, models: Path, work: Path, seconds: float, code: Path) -> dict:
+def start_daemon(video: Path, models: Path, work: Path, code: Path) -> subprocess.Popen:
+    """`edge run -c config.yaml` (the A0 model, a log sink, ``video`` looped and paced) from the tree ``code``."""
     status = work / "status.json"
     cfg = {"model": {"name": str(models / "movinet_a0_stream_int8.tflite"),
                      "labels": str(models / "kinetics600_label_map.txt")},
@@ -74,26 +81,70 @@ def run_once(video: Path, models: Path, work: Path, seconds: float, code: Path) 
     path.write_text(yaml.safe_dump(cfg))
     status.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(code)}
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(path)], cwd=work, env=env,
+    return subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(path)], cwd=work, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_running(proc: subprocess.Popen, seconds: float) -> None:
+    """Wait ``seconds``; exit with the daemon's last words if it ends meanwhile."""
     deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            proc.wait(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is not None:
+        raise SystemExit(f"edge run ended early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+
+
+def stop_daemon(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def status_of(work: Path) -> dict:
+    status = work / "status.json"
+    return json.loads(status.read_text()) if status.exists() else {}
+
+
+DECODE = """
+import sys, time
+from edge.capture import open_source
+src = open_source("file", sys.argv[1], loop=True, paced=False)  # the daemon's source and size (640x480 default)
+src.open()
+for _ in range(10):  # opened, decoder threads started
+    src.read()
+n = int(sys.argv[2])
+t0, c0 = time.perf_counter(), time.process_time()
+for _ in range(n):
+    src.read()
+print((time.perf_counter() - t0) / n * 1e3, (time.process_time() - c0) / n * 1e3)
+"""
+
+
+def decode_ms(video: Path, code: Path, frames: int = 200) -> tuple[float, float]:
+    """Wall and CPU ms a frame of the capture thread's work on ``video`` (decode + scale to RGB), as the daemon
+    from ``code`` would open it, read unpaced in a process of its own."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    out = subprocess.run([sys.executable, "-c", DECODE, str(video), str(frames)], env=env, capture_output=True,
+                         text=True, timeout=300, check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def run_once(video: Path, models: Path, work: Path, seconds: float, code: Path) -> dict:
+    wall_ms, cpu_ms = decode_ms(video, code)
+    proc = start_daemon(video, models, work, code)
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                proc.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                pass
-        if proc.poll() is not None:
-            raise SystemExit(f"edge run ended early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+        wait_running(proc, seconds)
         peak = vm(proc.pid, "VmHWM")
-        snap = json.loads(status.read_text()) if status.exists() else {}
+        snap = status_of(work)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
+        stop_daemon(proc)
     ring = snap.get("ring") or {}
     return {"peak_mb": round(peak, 1), "ring_mb": round((ring.get("bytes") or 0) / 2**20, 1),
-            "ring_frames": ring.get("frames"), "inferences": (snap.get("model") or {}).get("inferences")}
+            "ring_frames": ring.get("frames"), "inferences": (snap.get("model") or {}).get("inferences"),
+            "decode_ms": wall_ms, "decode_cpu_ms": cpu_ms}
 
 
 def main() -> int:
@@ -123,7 +174,8 @@ def main() -> int:
                 r = run_once(video, models, work, args.seconds, Path(args.code))
                 results[name].append(r)
                 print(f"run {k + 1} {name:>16}: peak RSS {r['peak_mb']:7.1f} MB, ring {r['ring_mb']:5.1f} MB "
-                      f"({r['ring_frames']} frames), {r['inferences']} inferences", flush=True)
+                      f"({r['ring_frames']} frames), {r['inferences']} inferences; "
+                      f"decode {r['decode_ms']:.2f} ms a frame ({r['decode_cpu_ms']:.2f} CPU)", flush=True)
     base = statistics.median(r["peak_mb"] for r in results["640x480"])
     print(f"\npeak RSS of `edge run` ({args.seconds:g} s each, {args.repeat} runs, median [min-max]); "
           "ratio to 640x480:")
@@ -131,6 +183,11 @@ def main() -> int:
         peaks = [r["peak_mb"] for r in rs]
         med = statistics.median(peaks)
         print(f"  {name:>16}: {med:7.1f} MB [{min(peaks):.1f}-{max(peaks):.1f}]  x{med / base:.3f}")
+    print("capture thread's work a frame (decode + scale to RGB, unpaced), median [min-max]:")
+    for name, rs in results.items():
+        wall, cpu = [r["decode_ms"] for r in rs], [r["decode_cpu_ms"] for r in rs]
+        print(f"  {name:>16}: {statistics.median(wall):6.2f} ms [{min(wall):.2f}-{max(wall):.2f}] wall, "
+              f"{statistics.median(cpu):6.2f} ms [{min(cpu):.2f}-{max(cpu):.2f}] CPU")
     return 0
 
 
