@@ -83,7 +83,7 @@ def memory_sample() -> dict[str, float]:
 
     ``in_use`` is the anonymous RSS after ``gc.collect()`` and ``malloc_trim(0)``:
     glibc keeps freed memory (frames, mostly) inside its heap, where a later
-    allocation may not fit, so the plain RSS steps up by a MB or two at random
+    allocation may not fit, so the plain RSS steps up by a few MB at random
     moments and stays there without anything being leaked. Handing those free
     pages back first leaves what is really in use; ``free_heap`` is what it gave
     back. Where there is no glibc, ``in_use`` is the plain anonymous RSS. Under
@@ -268,7 +268,7 @@ def format_memory(r: dict) -> list[str]:
     if r["malloc_trim"]:
         lines.append("  (anonymous RSS once malloc_trim has handed back the freed memory glibc keeps in its heap, up "
                      f"to {r['free_heap_mb']:.2f} MB at these samples: a plain RSS reading counts it, so it steps up "
-                     "and down by a MB or two at random, with or without a leak)")
+                     "and down by a few MB at random, with or without a leak)")
     else:
         lines.append("  (anonymous RSS: no glibc malloc_trim here, so freed memory the allocator keeps is counted)")
     return lines
