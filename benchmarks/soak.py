@@ -3,9 +3,9 @@
     timeout 1200 .venv/bin/python benchmarks/soak.py [--minutes 15] [--every 60] [--source two_people_1080p]
 
 The daemon is the one benchmarks/memory.py measures (the real `edge run -c CONFIG`, A0 model, log
-sink, the source looped and played in real time), from the same helpers. RSS (VmRSS) is sampled
-every ``--every`` seconds; prints each sample, then the first and last sample, the growth between
-them, and the peak (VmHWM). Numbers only: no pass/fail.
+sink, the source looped and played in real time), from the same helpers. RSS (VmRSS, and its
+anonymous and file-backed parts) is sampled every ``--every`` seconds; prints each sample, then the
+first and last sample, the growth between them, and the peak (VmHWM). Numbers only: no pass/fail.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def main() -> int:
             for k in range(1, int(args.minutes * 60 / args.every) + 1):
                 wait_running(proc, t0 + k * args.every - time.monotonic())
                 samples.append((time.monotonic() - t0, vm(proc.pid, "VmRSS")))
-                print(f"{samples[-1][0] / 60:5.1f} min: RSS {samples[-1][1]:6.1f} MB", flush=True)
+                print(f"{samples[-1][0] / 60:5.1f} min: RSS {samples[-1][1]:6.1f} MB (anonymous "
+                      f"{vm(proc.pid, 'RssAnon'):6.1f}, files {vm(proc.pid, 'RssFile'):5.1f})", flush=True)
             peak = vm(proc.pid, "VmHWM")
             snap = status_of(folder)
         finally:

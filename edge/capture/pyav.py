@@ -61,10 +61,10 @@ class PyAVSource(OpenCVSource):
             raise fail(f"{self.name} has no video stream")
         stream = container.streams.video[0]
         # slice threads, never frame threads: a frame thread holds a full-size picture and a decoder context of
-        # its own (+6.6 MB each on the shared 1080p H.264 clip, four times that at 4K), the very memory a big
-        # camera must not cost; slice threads share one. Measured (benchmarks/memory.py, docs/robustness.md):
-        # peak RSS x1.08 of the 640x480 run instead of x1.12, 10 % less CPU a frame, but a stream encoded in
-        # one slice per picture decodes in one thread (x86: 2.1 instead of 1.6 ms a 1080p frame)
+        # its own (+6.6 MB each on the shared 1080p H.264 clip), the very memory a big camera must not cost.
+        # Measured (benchmarks/memory.py, docs/robustness.md): peak RSS x1.08 of the 640x480 run instead of
+        # x1.12, no more CPU a frame; but a stream sent as one slice a picture decodes on one core (up to 20 %
+        # longer a 1080p frame on x86 when a second core is free)
         stream.thread_type, stream.thread_count = "SLICE", 2
         ctx = stream.codec_context
         fit = fit_within(ctx.width, ctx.height, self.width, self.height)
