@@ -20,9 +20,7 @@ functions that run a benchmark.
 
 from __future__ import annotations
 
-import ctypes
 import datetime
-import functools
 import gc
 import json
 import logging
@@ -37,6 +35,7 @@ from typing import TYPE_CHECKING
 from edge.atomic import write_bytes_atomic
 from edge.board import board_name
 from edge.errors import EdgeError
+from edge.heap import malloc_trim
 
 if TYPE_CHECKING:
     from edge.config import ModelConfig
@@ -67,17 +66,6 @@ def rss_mb(field: str = "VmRSS") -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or None (musl, macOS: nothing to hand back this way)."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
-
-
 def memory_sample() -> dict[str, float]:
     """The process's memory now: ``rss`` as it reads (VmRSS), ``in_use`` and Python's ``objects``.
 
@@ -91,7 +79,7 @@ def memory_sample() -> dict[str, float]:
     """
     gc.collect()
     rss, anon = rss_mb(), rss_mb("RssAnon")
-    trim = _malloc_trim()
+    trim = malloc_trim()
     if trim is not None:
         trim(0)
     in_use = rss_mb("RssAnon")
@@ -225,7 +213,7 @@ def run_bench(cfg: ModelConfig, video: str | os.PathLike[str], frames: int = 100
         "in_use_trend_mb": _rounded(trend(grown, [memory[k]["in_use"] for k in grown])),  # per 10,000 frames
         "memory_samples": len(grown),
         "free_heap_mb": round(max(memory[k]["free_heap"] for k in grown), 2),  # the most malloc_trim gave back
-        "malloc_trim": _malloc_trim() is not None,
+        "malloc_trim": malloc_trim() is not None,
         "objects_growth": last["objects"] - first["objects"],  # gc-tracked Python objects
         "traced_growth_mb": (round(last["traced"] - first["traced"], 3)  # PYTHONTRACEMALLOC=1 only
                              if "traced" in last and "traced" in first else None),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge import config as config_mod
+from edge import heap
 from edge import sinks as sink_registry
 from edge.capture import FrameSource, describe_spec, open_source
 from edge.capture.auto import AutoSource
@@ -104,6 +105,8 @@ class Daemon:
     # seconds without a source before READY=1 is sent anyway: well under the unit's TimeoutStartSec
     # (systemd/edge.service; tests/test_structure.py checks the two together)
     WAIT_FOR_SOURCE = 30.0
+    TRIM_EVERY = 60.0  # seconds between handing the heap's free pages back to the system (edge.heap)
+
     def __init__(self, cfg: Config, overrides: Overrides | None = None, config_path: str | os.PathLike[str] | None = None,
                  notifier: Notifier | None = None, source_factory: Callable[[Config], FrameSource] | None = None) -> None:
         self.overrides = overrides or Overrides()
@@ -244,6 +247,7 @@ class Daemon:
 
     def _serve(self) -> None:
         next_status = next_stats = next_ping = time.monotonic()
+        next_trim = next_status + self.TRIM_EVERY
         announced = False
         while not self.stop_event.wait(0.1):
             now = time.monotonic()
@@ -283,6 +287,9 @@ class Daemon:
                 if now > self.stats.started_mono + 1:
                     logger.info("stats: %s", self._stats_line())
                 next_stats = now + cfg.stats_every
+            if now >= next_trim:
+                heap.trim()
+                next_trim = now + self.TRIM_EVERY
 
     # ------------------------------------------------------------------ health
 

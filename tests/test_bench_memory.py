@@ -46,7 +46,7 @@ def test_the_trend_is_the_slope_per_10000_frames():
     assert bench.trend([1000, 10000], [60.0, 70.0]) is None  # two samples are not a trend
 
 
-@pytest.mark.skipif(bench._malloc_trim() is None, reason="no glibc malloc_trim here (musl, macOS)")
+@pytest.mark.skipif(bench.malloc_trim() is None, reason="no glibc malloc_trim here (musl, macOS)")
 def test_free_memory_inside_the_heap_is_not_counted_as_in_use():
     # 100 kB blocks (under glibc's mmap threshold: they live in the heap), every other one kept, so freeing
     # the rest leaves 100 holes of 100 kB between kept blocks: glibc does not give those back on its own
@@ -78,7 +78,7 @@ def test_the_per_frame_path_keeps_no_python_object_per_frame(tiny, video):
 
 
 def test_without_malloc_trim_the_figure_says_it_counts_the_allocators_free_memory(tiny, video, monkeypatch):
-    monkeypatch.setattr(bench, "_malloc_trim", lambda: None)
+    monkeypatch.setattr(bench, "malloc_trim", lambda: None)
     r = bench.run_bench(tiny, video, frames=40, growth_from=10)
     assert r["malloc_trim"] is False and r["free_heap_mb"] == 0 and r["traced_growth_mb"] is None
     assert "no glibc malloc_trim here, so freed memory the allocator keeps is counted" in bench.format_bench(r)
