@@ -87,8 +87,6 @@ def urls_files(cfg: Config) -> dict[str, str | None]:
     """Each notify sink's urls_file and a digest of its content now (None: unreadable; the sink says why)."""
     import hashlib
 
-    from edge.sinks.base import SinkContext
-
     out: dict[str, str | None] = {}
     for sink in cfg.sinks:
         name = getattr(sink, "urls_file", None)
@@ -403,14 +401,11 @@ class Daemon:
         return stats_line(self.stats, self.ring.dropped if self.ring else 0, self.runners)
 
     def snapshot(self) -> dict[str, Any]:
-        """status.json's content now; ``inactive_rules``: the watch rules left out, and why (their head is gone)."""
-        snap = snapshot(self.stats, source_name=self.source.name if self.source else None, pipeline=self.pipeline,
+        """status.json's content now."""
+        return snapshot(self.stats, source_name=self.source.name if self.source else None, pipeline=self.pipeline,
                         ring_dropped=self.ring.dropped if self.ring else 0, ring=self.ring.stats() if self.ring else None,
                         last=self.inference.last if self.inference else None, runners=self.runners,
                         healthy=self.healthy())
-        inactive = self.pipeline.tracker.inactive if self.pipeline is not None else {}
-        snap["inactive_rules"] = [{"rule": name, "why": why} for name, why in inactive.items()]
-        return snap
 
     def _write_status(self) -> None:
         try:

@@ -410,7 +410,7 @@ class StreamModel:
             raise KeyError(name)
         value = self._interp.tensor(spec.input_index)().copy()
         if spec.scale and np.issubdtype(spec.dtype, np.integer):
-            return ((value.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)).astype(np.float32)
+            return (value.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
         return value
 
     def close(self) -> None:

@@ -110,6 +110,8 @@ def snapshot(stats: Stats, *, source_name: str | None, pipeline: Pipeline | None
         "top": top3(last),
         "active_events": [{"rule": name, "since": round(ev.start, 2), "peak": round(ev.peak, 3)}
                           for name, ev in active.items()],
+        # watch rules left out, and why (the learned classes they name: their head file is gone)
+        "inactive_rules": [{"rule": name, "why": why} for name, why in (p.tracker.inactive if p else {}).items()],
         "sinks": [r.health() for r in runners],
         "healthy": healthy,
         "last_error": s.last_error,
